@@ -1,0 +1,48 @@
+//! `skiff`: one binary for every role. This file only parses the command line; the work is
+//! done by the library crates.
+
+mod bench;
+mod store_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// A small Kubernetes-compatible cluster manager.
+#[derive(Parser)]
+#[command(name = "skiff", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a single-member control plane on this machine.
+    Init(store_cmd::InitArgs),
+    /// Run a store member, or manage store snapshots.
+    Store(store_cmd::StoreArgs),
+    /// Measure performance.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(args) => store_cmd::init(args),
+        Command::Store(args) => store_cmd::run(args),
+        Command::Bench { what } => bench::run(what),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

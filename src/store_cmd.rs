@@ -1,0 +1,236 @@
+//! `skiff store` and `skiff init`: run a store member, save and restore snapshots.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use skiff_control_plane::store::{self, api, ClusterState, Store, StoreConfig};
+use skiff_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use skiff_proto::etcdserverpb::SnapshotRequest;
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    command: Option<StoreCommand>,
+    #[command(flatten)]
+    member: MemberArgs,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Save or restore a snapshot, like `etcdctl snapshot`.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Stream a consistent snapshot from a running member into FILE.
+    Save {
+        file: PathBuf,
+        /// Client URL of the member to take it from.
+        #[arg(long, default_value = "http://127.0.0.1:2379")]
+        endpoints: String,
+    },
+    /// Seed a fresh data directory from FILE, as a member of a new cluster.
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        member: MemberArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StateArg {
+    New,
+    Existing,
+}
+
+/// Flags naming one member, shared by `store` and `store snapshot restore`.
+#[derive(Args, Clone)]
+pub struct MemberArgs {
+    /// Human-readable member name, unique in the cluster.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Where the member keeps its log and state.
+    #[arg(long, default_value = "default.skiff")]
+    data_dir: PathBuf,
+    /// URL to serve the etcd-compatible client API on.
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    listen_client: String,
+    /// URL to serve member-to-member traffic on.
+    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    listen_peer: String,
+    /// Initial members as NAME=PEER_URL,... (defaults to just this member).
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    /// `new` to bootstrap a cluster, `existing` to join one (after `member add`).
+    #[arg(long, value_enum, default_value = "new")]
+    initial_cluster_state: StateArg,
+    /// Token that keeps member ids of different clusters apart.
+    #[arg(long, default_value = "skiff-cluster")]
+    initial_cluster_token: String,
+    /// Applied entries between durable checkpoints and log compactions.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_count: u64,
+    /// Largest request accepted, in bytes.
+    #[arg(long, default_value_t = store::DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+}
+
+impl MemberArgs {
+    fn config(&self) -> Result<StoreConfig> {
+        let initial_cluster = match &self.initial_cluster {
+            None => vec![(self.name.clone(), self.listen_peer.clone())],
+            Some(list) => list
+                .split(',')
+                .map(|item| {
+                    let (name, url) = item.split_once('=').ok_or_else(|| {
+                        anyhow!("--initial-cluster entry {item:?} is not NAME=URL (e.g. m1=http://10.0.0.1:2380)")
+                    })?;
+                    Ok((name.trim().to_string(), url.trim().to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        Ok(StoreConfig {
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone(),
+            peer_url: self.listen_peer.clone(),
+            client_url: self.listen_client.clone(),
+            initial_cluster,
+            state: match self.initial_cluster_state {
+                StateArg::New => ClusterState::New,
+                StateArg::Existing => ClusterState::Existing,
+            },
+            cluster_token: self.initial_cluster_token.clone(),
+            snapshot_count: self.snapshot_count,
+            max_request_bytes: self.max_request_bytes,
+        })
+    }
+}
+
+/// `skiff init`: a single-member control plane in a well-known place.
+#[derive(Args)]
+pub struct InitArgs {
+    /// Where the control plane keeps its state.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// Address to serve the store's etcd-compatible API on.
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    store_listen: String,
+}
+
+pub fn init(args: InitArgs) -> Result<()> {
+    let member = MemberArgs {
+        name: hostname(),
+        data_dir: args.data_dir.join("store"),
+        listen_client: format!("http://{}", args.store_listen),
+        listen_peer: "http://127.0.0.1:2380".into(),
+        initial_cluster: None,
+        initial_cluster_state: StateArg::New,
+        initial_cluster_token: "skiff-cluster".into(),
+        snapshot_count: 10_000,
+        max_request_bytes: store::DEFAULT_MAX_REQUEST_BYTES,
+    };
+    eprintln!(
+        "skiff control plane starting; state in {}.\n\
+         Use it with: ETCDCTL_API=3 etcdctl --endpoints={} member list",
+        args.data_dir.display(),
+        member.listen_client
+    );
+    serve(member.config()?)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+pub fn run(args: StoreArgs) -> Result<()> {
+    match args.command {
+        None => serve(args.member.config()?),
+        Some(StoreCommand::Snapshot { command: SnapshotCommand::Save { file, endpoints } }) => save(&file, &endpoints),
+        Some(StoreCommand::Snapshot { command: SnapshotCommand::Restore { file, member } }) => {
+            let data = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let cfg = member.config()?;
+            let rev = store::restore(&cfg, &data)?;
+            println!("Restored revision {rev} into {}; start the member with the same flags.", cfg.data_dir.display());
+            Ok(())
+        }
+    }
+}
+
+fn socket_addr(url: &str, flag: &str) -> Result<SocketAddr> {
+    let hostport = url.strip_prefix("http://").ok_or_else(|| anyhow!("{flag} {url:?} must start with http://"))?;
+    hostport
+        .trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("{flag} {url:?} must be http://IP:PORT, e.g. http://127.0.0.1:2379"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")
+}
+
+fn serve(cfg: StoreConfig) -> Result<()> {
+    let client_addr = socket_addr(&cfg.client_url, "--listen-client")?;
+    let peer_addr = socket_addr(&cfg.peer_url, "--listen-peer")?;
+    runtime()?.block_on(async move {
+        let client = tokio::net::TcpListener::bind(client_addr)
+            .await
+            .with_context(|| format!("cannot listen for clients on {client_addr}"))?;
+        let peer = tokio::net::TcpListener::bind(peer_addr)
+            .await
+            .with_context(|| format!("cannot listen for peers on {peer_addr}"))?;
+        let store = Store::start(cfg).await?;
+        let client_srv = api::client_services(&store)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(client));
+        let peer_srv =
+            api::peer_services(&store).serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(peer));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = client_srv => r.context("client server failed")?,
+            r = peer_srv => r.context("peer server failed")?,
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+            _ = term.recv() => tracing::info!("terminated; stopping"),
+        }
+        Ok(())
+    })
+}
+
+fn save(file: &PathBuf, endpoints: &str) -> Result<()> {
+    use std::io::Write;
+    let endpoint = endpoints.split(',').next().unwrap_or_default().to_string();
+    runtime()?.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .with_context(|| format!("bad endpoint {endpoint:?}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach {endpoint}"))?;
+        let mut client = MaintenanceClient::new(channel).max_decoding_message_size(usize::MAX);
+        let mut stream = client.snapshot(SnapshotRequest {}).await?.into_inner();
+        let part = file.with_extension("part");
+        let mut out = std::fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
+        let mut total = 0usize;
+        while let Some(chunk) = stream.message().await? {
+            out.write_all(&chunk.blob)?;
+            total += chunk.blob.len();
+        }
+        if total == 0 {
+            bail!("the member sent an empty snapshot");
+        }
+        out.sync_all()?;
+        std::fs::rename(&part, file)?;
+        println!("Snapshot saved at {}", file.display());
+        Ok(())
+    })
+}

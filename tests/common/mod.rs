@@ -1,0 +1,6 @@
+//! Shared end-to-end test support. Each integration test file does
+//! `mod common;` and uses `common::cluster::*`.
+#![allow(dead_code)]
+
+pub mod cluster;
+pub mod linearizability;

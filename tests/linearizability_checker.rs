@@ -1,0 +1,2 @@
+#[path = "common/linearizability.rs"]
+mod linearizability;
