@@ -394,7 +394,7 @@ fn etcdctl_cluster_info() {
         "exactly one member must report itself leader:\n{}",
         describe(&out)
     );
-    let want_eps: BTreeSet<String> = c.members().iter().map(|m| m.client_url.clone()).collect();
+    let want_eps: BTreeSet<String> = c.members().iter().map(|m| m.client_url.replace("http://", "")).collect();
     assert_eq!(eps, want_eps, "endpoint status:\n{}", describe(&out));
 
     // endpoint status -w json, all endpoints at once.
@@ -470,7 +470,7 @@ fn etcdctl_cluster_info() {
     for m in c.members() {
         let want = format!(
             "{} is healthy: successfully committed proposal: took = ",
-            m.client_url
+            m.client_url.replace("http://", "")
         );
         assert!(
             all.lines().any(|l| l.starts_with(&want)),

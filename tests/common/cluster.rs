@@ -1412,7 +1412,9 @@ impl Cluster {
             .env_remove("ETCDCTL_CACERT")
             .env_remove("ETCDCTL_CERT")
             .env_remove("ETCDCTL_KEY")
-            .arg(format!("--endpoints={endpoints}"))
+            // etcdctl 3.4 sends a URL endpoint verbatim as the HTTP/2 :authority, which is not
+            // a valid authority; host:port (etcdctl's own default form) is.
+            .arg(format!("--endpoints={}", endpoints.replace("http://", "")))
             .arg(format!(
                 "--command-timeout={}ms",
                 self.command_timeout.as_millis()

@@ -349,7 +349,8 @@ fn initial_members(cfg: &StoreConfig) -> Result<(Vec<Member>, u64, u64), StoreEr
             id: member_id(name, url, &cfg.cluster_token),
             name: name.clone(),
             peer_ur_ls: vec![url.clone()],
-            client_ur_ls: if *name == cfg.name { vec![cfg.client_url.clone()] } else { vec![] },
+            // Every member must bootstrap identical state; client URLs arrive by publication.
+            client_ur_ls: vec![],
             is_learner: false,
         })
         .collect();

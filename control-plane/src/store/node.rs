@@ -185,6 +185,8 @@ impl Loop {
                 self.shared.status.send_modify(|s| s.removed = true);
                 return;
             }
+            // Proposals must never be made between `ready()` and `advance()`.
+            self.publish_attributes(Instant::now());
         }
     }
 
@@ -265,7 +267,10 @@ impl Loop {
         self.next_read_ctx += 1;
         let waiters = std::mem::take(&mut self.reads_new);
         self.reads_unconfirmed.insert(ctx, PendingRead { waiters, deadline: Instant::now() + REQUEST_TIMEOUT });
-        self.node.read_index(ctx.to_be_bytes().to_vec());
+        // The leader dedups pending reads by context, so it must be unique cluster-wide.
+        let mut rctx = self.settings.id.to_be_bytes().to_vec();
+        rctx.extend_from_slice(&ctx.to_be_bytes());
+        self.node.read_index(rctx);
     }
 
     fn on_tick(&mut self, now: Instant) {
@@ -301,7 +306,6 @@ impl Loop {
                 let _ = self.node.propose(vec![], cmd.encode_to_vec());
             }
         }
-        self.publish_attributes(now);
     }
 
     /// Tells the cluster this member's name and client URLs, once there is a leader.
@@ -350,7 +354,7 @@ impl Loop {
         }
         self.transport.send(ready.take_persisted_messages());
         for rs in ready.take_read_states() {
-            let ctx = rs.request_ctx.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let ctx = rs.request_ctx.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
             if let Some(r) = self.reads_unconfirmed.remove(&ctx) {
                 self.reads_confirmed.push((rs.index, r));
             }
