@@ -39,7 +39,9 @@ pub struct StoreBench {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Store(b) => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(store(b))
         }
     }
@@ -72,7 +74,14 @@ async fn store(b: StoreBench) -> Result<()> {
                 let key = format!("/bench/{:08}", n % key_space).into_bytes();
                 n = n.wrapping_add(7919);
                 let t = Instant::now();
-                match kv.put(PutRequest { key, value: value.clone(), ..Default::default() }).await {
+                match kv
+                    .put(PutRequest {
+                        key,
+                        value: value.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                {
                     Ok(_) => lat.push(t.elapsed()),
                     Err(_) => errors += 1,
                 }

@@ -19,7 +19,7 @@ enum Command {
     /// Start a single-member control plane on this machine.
     Init(store_cmd::InitArgs),
     /// Run a store member, or manage store snapshots.
-    Store(store_cmd::StoreArgs),
+    Store(Box<store_cmd::StoreArgs>),
     /// Measure performance.
     Bench {
         #[command(subcommand)]
@@ -38,7 +38,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(args) => store_cmd::init(args),
-        Command::Store(args) => store_cmd::run(args),
+        Command::Store(args) => store_cmd::run(*args),
         Command::Bench { what } => bench::run(what),
     };
     if let Err(e) = result {

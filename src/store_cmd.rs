@@ -157,27 +157,39 @@ fn hostname() -> String {
 pub fn run(args: StoreArgs) -> Result<()> {
     match args.command {
         None => serve(args.member.config()?),
-        Some(StoreCommand::Snapshot { command: SnapshotCommand::Save { file, endpoints } }) => save(&file, &endpoints),
-        Some(StoreCommand::Snapshot { command: SnapshotCommand::Restore { file, member } }) => {
-            let data = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        Some(StoreCommand::Snapshot {
+            command: SnapshotCommand::Save { file, endpoints },
+        }) => save(&file, &endpoints),
+        Some(StoreCommand::Snapshot {
+            command: SnapshotCommand::Restore { file, member },
+        }) => {
+            let data =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let cfg = member.config()?;
             let rev = store::restore(&cfg, &data)?;
-            println!("Restored revision {rev} into {}; start the member with the same flags.", cfg.data_dir.display());
+            println!(
+                "Restored revision {rev} into {}; start the member with the same flags.",
+                cfg.data_dir.display()
+            );
             Ok(())
         }
     }
 }
 
 fn socket_addr(url: &str, flag: &str) -> Result<SocketAddr> {
-    let hostport = url.strip_prefix("http://").ok_or_else(|| anyhow!("{flag} {url:?} must start with http://"))?;
-    hostport
-        .trim_end_matches('/')
-        .parse()
-        .with_context(|| format!("{flag} {url:?} must be http://IP:PORT, e.g. http://127.0.0.1:2379"))
+    let hostport = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("{flag} {url:?} must start with http://"))?;
+    hostport.trim_end_matches('/').parse().with_context(|| {
+        format!("{flag} {url:?} must be http://IP:PORT, e.g. http://127.0.0.1:2379")
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")
 }
 
 fn serve(cfg: StoreConfig) -> Result<()> {
@@ -193,8 +205,8 @@ fn serve(cfg: StoreConfig) -> Result<()> {
         let store = Store::start(cfg).await?;
         let client_srv = api::client_services(&store)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(client));
-        let peer_srv =
-            api::peer_services(&store).serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(peer));
+        let peer_srv = api::peer_services(&store)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(peer));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = client_srv => r.context("client server failed")?,
@@ -219,7 +231,8 @@ fn save(file: &PathBuf, endpoints: &str) -> Result<()> {
         let mut client = MaintenanceClient::new(channel).max_decoding_message_size(usize::MAX);
         let mut stream = client.snapshot(SnapshotRequest {}).await?.into_inner();
         let part = file.with_extension("part");
-        let mut out = std::fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
+        let mut out =
+            std::fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
         let mut total = 0usize;
         while let Some(chunk) = stream.message().await? {
             out.write_all(&chunk.blob)?;

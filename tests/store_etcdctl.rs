@@ -394,7 +394,11 @@ fn etcdctl_cluster_info() {
         "exactly one member must report itself leader:\n{}",
         describe(&out)
     );
-    let want_eps: BTreeSet<String> = c.members().iter().map(|m| m.client_url.replace("http://", "")).collect();
+    let want_eps: BTreeSet<String> = c
+        .members()
+        .iter()
+        .map(|m| m.client_url.replace("http://", ""))
+        .collect();
     assert_eq!(eps, want_eps, "endpoint status:\n{}", describe(&out));
 
     // endpoint status -w json, all endpoints at once.

@@ -41,7 +41,9 @@ pub fn decode(file: &[u8]) -> Result<(i64, &[u8]), StoreError> {
     let revision = word(10) as i64;
     let len = word(18) as usize;
     let crc = u32::from_le_bytes(file[26..30].try_into().unwrap_or_default());
-    let data = body.get(HEADER..HEADER.saturating_add(len)).ok_or_else(|| bad("data runs past the end"))?;
+    let data = body
+        .get(HEADER..HEADER.saturating_add(len))
+        .ok_or_else(|| bad("data runs past the end"))?;
     if crc32fast::hash(data) != crc {
         return Err(bad("data checksum mismatch"));
     }

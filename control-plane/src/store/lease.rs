@@ -24,7 +24,14 @@ impl LeaseClocks {
     /// Starts (or restarts) a lease's clock at its full TTL.
     pub fn grant(&mut self, id: i64, ttl: i64) {
         let expires = Instant::now() + Duration::from_secs(ttl.max(0) as u64);
-        self.clocks.insert(id, Clock { ttl, expires, revoking: None });
+        self.clocks.insert(
+            id,
+            Clock {
+                ttl,
+                expires,
+                revoking: None,
+            },
+        );
     }
 
     pub fn revoke(&mut self, id: i64) {

@@ -88,7 +88,13 @@ impl StoreConfig {
 /// A deterministic member id, so every initial member computes the same ids for the others.
 pub fn member_id(name: &str, peer_url: &str, token: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes().chain([0]).chain(peer_url.bytes()).chain([0]).chain(token.bytes()) {
+    for b in name
+        .bytes()
+        .chain([0])
+        .chain(peer_url.bytes())
+        .chain([0])
+        .chain(token.bytes())
+    {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -98,7 +104,10 @@ pub fn member_id(name: &str, peer_url: &str, token: &str) -> u64 {
 /// The IP a URL names, used to bind outgoing peer connections.
 pub fn url_ip(url: &str) -> Option<IpAddr> {
     let uri: tonic::transport::Uri = url.parse().ok()?;
-    uri.host()?.trim_matches(|c| c == '[' || c == ']').parse().ok()
+    uri.host()?
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .ok()
 }
 
 /// A running store member. Cheap to clone; every clone talks to the same Raft thread.
@@ -162,10 +171,20 @@ impl Store {
             max_uncommitted_size: 256 << 20,
             ..Default::default()
         };
-        raft_cfg.validate().map_err(|e| StoreError::Storage(e.to_string()))?;
+        raft_cfg
+            .validate()
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
         let logger = raft_logger::logger();
-        let mut raw = raft::RawNode::new(&raft_cfg, log, &logger).map_err(|e| StoreError::Storage(e.to_string()))?;
-        let voters = raw.raft.prs().conf().voters().ids().iter().collect::<Vec<_>>();
+        let mut raw = raft::RawNode::new(&raft_cfg, log, &logger)
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        let voters = raw
+            .raft
+            .prs()
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .collect::<Vec<_>>();
         if voters == [id] {
             // Alone in the cluster: no need to wait an election timeout to lead.
             let _ = raw.campaign();
@@ -176,7 +195,11 @@ impl Store {
         let transport = Transport::new(id, local_ip, tokio::runtime::Handle::current(), tx.clone());
         transport.set_members(&known_members);
         let shared = Arc::new(Shared {
-            status: watch::channel(NodeStatus { id, ..Default::default() }).0,
+            status: watch::channel(NodeStatus {
+                id,
+                ..Default::default()
+            })
+            .0,
             revision: watch::channel(mvcc.revision()?).0,
             leases: Default::default(),
         });
@@ -185,10 +208,22 @@ impl Store {
             id,
             snapshot_count: cfg.snapshot_count.max(1),
             catch_up_entries: (cfg.snapshot_count / 2).clamp(1, 5000),
-            attributes: MemberAttributes { id, name: cfg.name.clone(), client_urls: vec![cfg.client_url.clone()] },
+            attributes: MemberAttributes {
+                id,
+                name: cfg.name.clone(),
+                client_urls: vec![cfg.client_url.clone()],
+            },
         };
-        node::spawn(raw, mvcc.clone(), settings, shared.clone(), transport.clone(), tx.clone(), rx)
-            .map_err(|e| StoreError::Storage(format!("starting raft thread: {e}")))?;
+        node::spawn(
+            raw,
+            mvcc.clone(),
+            settings,
+            shared.clone(),
+            transport.clone(),
+            tx.clone(),
+            rx,
+        )
+        .map_err(|e| StoreError::Storage(format!("starting raft thread: {e}")))?;
         info!(member = format_args!("{id:x}"), name = %cfg.name, "store member started");
         Ok(Store {
             inner: Arc::new(Inner {
@@ -235,7 +270,10 @@ impl Store {
         })
     }
 
-    async fn call<T>(&self, make: impl Fn(oneshot::Sender<Result<T, StoreError>>) -> Request) -> Result<T, StoreError> {
+    async fn call<T>(
+        &self,
+        make: impl Fn(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
         let deadline = Instant::now() + Duration::from_secs(6);
         let mut status = self.inner.shared.status.subscribe();
         loop {
@@ -258,7 +296,10 @@ impl Store {
                 Err(StoreError::NoLeader) if Instant::now() < deadline => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     let wait = status.wait_for(|s| s.leader != 0 || s.removed);
-                    if tokio::time::timeout(left.min(Duration::from_millis(500)), wait).await.is_err() {
+                    if tokio::time::timeout(left.min(Duration::from_millis(500)), wait)
+                        .await
+                        .is_err()
+                    {
                         continue;
                     }
                 }
@@ -278,7 +319,11 @@ impl Store {
         if cmd.encoded_len() > self.inner.max_request_bytes {
             return Err(StoreError::TooLarge);
         }
-        self.call(|reply| Request::Propose { cmd: cmd.clone(), reply }).await
+        self.call(|reply| Request::Propose {
+            cmd: cmd.clone(),
+            reply,
+        })
+        .await
     }
 
     /// Waits until this member has applied everything committed when the call began (ReadIndex),
@@ -288,28 +333,50 @@ impl Store {
     }
 
     /// Proposes a membership change and waits for it to apply.
-    pub async fn change_membership(&self, ty: ConfChangeType, id: u64, context: MemberContext) -> Result<(), StoreError> {
+    pub async fn change_membership(
+        &self,
+        ty: ConfChangeType,
+        id: u64,
+        context: MemberContext,
+    ) -> Result<(), StoreError> {
         let mut change = ConfChangeSingle::default();
         change.set_change_type(ty);
         change.node_id = id;
-        self.call(|reply| Request::ConfChange { change: change.clone(), context: context.clone(), reply }).await
+        self.call(|reply| Request::ConfChange {
+            change: change.clone(),
+            context: context.clone(),
+            reply,
+        })
+        .await
     }
 
     /// A consistent copy of the state and its revision.
     pub async fn export(&self) -> Result<(Vec<u8>, i64), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.inner.tx.send_async(Request::Export { reply }).await.map_err(|_| StoreError::Stopped)?;
+        self.inner
+            .tx
+            .send_async(Request::Export { reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
     /// Asks the current leader to hand leadership to `to`.
     pub async fn transfer_leader(&self, to: u64) -> Result<(), StoreError> {
-        self.inner.tx.send_async(Request::TransferLeader(to)).await.map_err(|_| StoreError::Stopped)
+        self.inner
+            .tx
+            .send_async(Request::TransferLeader(to))
+            .await
+            .map_err(|_| StoreError::Stopped)
     }
 
     /// Renews a lease (or only reads its TTL) on the leader, which alone keeps lease clocks.
     /// Returns (remaining TTL, granted TTL), or None if the lease does not exist.
-    pub async fn lease_clock(&self, id: i64, renew: bool) -> Result<Option<(i64, i64)>, StoreError> {
+    pub async fn lease_clock(
+        &self,
+        id: i64,
+        renew: bool,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
         let status = self.status();
         if status.is_leader {
             let mut clocks = self.inner.shared.leases.lock();
@@ -321,8 +388,13 @@ impl Store {
         if status.leader == 0 {
             return Err(StoreError::NoLeader);
         }
-        let url = self.inner.transport.peer_url(status.leader).ok_or(StoreError::NoLeader)?;
-        let channel = transport::connect(&url, self.inner.local_ip).map_err(|_| StoreError::NoLeader)?;
+        let url = self
+            .inner
+            .transport
+            .peer_url(status.leader)
+            .ok_or(StoreError::NoLeader)?;
+        let channel =
+            transport::connect(&url, self.inner.local_ip).map_err(|_| StoreError::NoLeader)?;
         let resp = tokio::time::timeout(
             Duration::from_secs(3),
             RaftTransportClient::new(channel).lease_renew(LeaseRenewRequest { id, renew }),
@@ -336,7 +408,11 @@ impl Store {
 
     /// Feeds messages received from a peer into Raft.
     pub async fn step(&self, msgs: Vec<raft::eraftpb::Message>) -> Result<(), StoreError> {
-        self.inner.tx.send_async(Request::Raft(msgs)).await.map_err(|_| StoreError::Stopped)
+        self.inner
+            .tx
+            .send_async(Request::Raft(msgs))
+            .await
+            .map_err(|_| StoreError::Stopped)
     }
 }
 
@@ -354,9 +430,16 @@ fn initial_members(cfg: &StoreConfig) -> Result<(Vec<Member>, u64, u64), StoreEr
             is_learner: false,
         })
         .collect();
-    let me = members.iter().find(|m| m.name == cfg.name).map(|m| m.id).ok_or_else(|| {
-        StoreError::InvalidArgument(format!("--initial-cluster does not name this member ({})", cfg.name))
-    })?;
+    let me = members
+        .iter()
+        .find(|m| m.name == cfg.name)
+        .map(|m| m.id)
+        .ok_or_else(|| {
+            StoreError::InvalidArgument(format!(
+                "--initial-cluster does not name this member ({})",
+                cfg.name
+            ))
+        })?;
     let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     ids.sort_unstable();
     let cluster_id = member_id(&format!("{ids:?}"), "", &cfg.cluster_token);
@@ -368,9 +451,18 @@ fn bootstrap(cfg: &StoreConfig, mvcc: &Mvcc) -> Result<u64, StoreError> {
     let (members, me, cluster_id) = initial_members(cfg)?;
     let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     let cs = node::conf_state_with_voters(&ids);
-    mvcc.bootstrap(cluster_id, &members, (1, 1), &cs.write_to_bytes().unwrap_or_default())?;
+    mvcc.bootstrap(
+        cluster_id,
+        &members,
+        (1, 1),
+        &cs.write_to_bytes().unwrap_or_default(),
+    )?;
     mvcc.make_durable()?;
-    info!(cluster = format_args!("{cluster_id:x}"), members = members.len(), "bootstrapped a new cluster");
+    info!(
+        cluster = format_args!("{cluster_id:x}"),
+        members = members.len(),
+        "bootstrapped a new cluster"
+    );
     Ok(me)
 }
 
@@ -379,7 +471,12 @@ fn bootstrap(cfg: &StoreConfig, mvcc: &Mvcc) -> Result<u64, StoreError> {
 /// the Raft log start afresh. Returns the restored revision.
 pub fn restore(cfg: &StoreConfig, snapshot: &[u8]) -> Result<i64, StoreError> {
     let (revision, data) = backup::decode(snapshot)?;
-    if cfg.data_dir.exists() && std::fs::read_dir(&cfg.data_dir).map_err(io(&cfg.data_dir))?.next().is_some() {
+    if cfg.data_dir.exists()
+        && std::fs::read_dir(&cfg.data_dir)
+            .map_err(io(&cfg.data_dir))?
+            .next()
+            .is_some()
+    {
         return Err(StoreError::InvalidArgument(format!(
             "data directory {} is not empty; restore needs a fresh one",
             cfg.data_dir.display()
@@ -394,7 +491,10 @@ pub fn restore(cfg: &StoreConfig, snapshot: &[u8]) -> Result<i64, StoreError> {
     let cs = node::conf_state_with_voters(&ids);
     mvcc.set_applied((1, 1), &cs.write_to_bytes().unwrap_or_default())?;
     mvcc.make_durable()?;
-    write_durably(&cfg.data_dir.join("member_id"), format!("{me:x}\n").as_bytes())?;
+    write_durably(
+        &cfg.data_dir.join("member_id"),
+        format!("{me:x}\n").as_bytes(),
+    )?;
     Ok(revision)
 }
 
@@ -406,12 +506,20 @@ async fn discover(cfg: &StoreConfig) -> Result<(u64, Vec<Member>), StoreError> {
         if *name == cfg.name {
             continue;
         }
-        let Ok(channel) = transport::connect(url, local_ip) else { continue };
+        let Ok(channel) = transport::connect(url, local_ip) else {
+            continue;
+        };
         let mut client = RaftTransportClient::new(channel);
         let call = client.members(MembersRequest {});
-        let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(3), call).await else { continue };
+        let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(3), call).await else {
+            continue;
+        };
         let resp = resp.into_inner();
-        if let Some(me) = resp.members.iter().find(|m| m.peer_ur_ls.contains(&cfg.peer_url)) {
+        if let Some(me) = resp
+            .members
+            .iter()
+            .find(|m| m.peer_ur_ls.contains(&cfg.peer_url))
+        {
             return Ok((me.id, resp.members.clone()));
         }
         return Err(StoreError::InvalidArgument(format!(
@@ -426,10 +534,14 @@ fn write_durably(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
     }
     Ok(())
 }

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message;
 use skiff_proto::etcdserverpb::{
-    self as pb, compare, request_op, response_op, Compare, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    self as pb, compare, request_op, response_op, Compare, DeleteRangeRequest, DeleteRangeResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp,
+    TxnRequest, TxnResponse,
 };
 use skiff_proto::mvccpb::{event::EventType, Event, KeyValue};
 use skiff_proto::store::{command::Op, Command, MemberAttributes};
@@ -54,7 +54,10 @@ pub struct Mvcc {
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision, ..Default::default() })
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
 }
 
 fn get_i64(tree: &sled::Tree, key: &[u8]) -> Result<i64, StoreError> {
@@ -70,9 +73,9 @@ pub fn validate(cmd: &Command) -> Result<(), StoreError> {
         Some(Op::Put(p)) => validate_put(p),
         Some(Op::DeleteRange(d)) => validate_key(&d.key),
         Some(Op::Txn(t)) => validate_txn(t),
-        Some(Op::LeaseGrant(g)) if g.ttl < 0 => {
-            Err(StoreError::InvalidArgument("lease TTL must not be negative".into()))
-        }
+        Some(Op::LeaseGrant(g)) if g.ttl < 0 => Err(StoreError::InvalidArgument(
+            "lease TTL must not be negative".into(),
+        )),
         _ => Ok(()),
     }
 }
@@ -169,7 +172,11 @@ impl Mvcc {
             .cache_capacity(64 << 20)
             .mode(sled::Mode::HighThroughput)
             .open()?;
-        Ok(Mvcc { tree: db.open_tree("state")?, db, dir: dir.into() })
+        Ok(Mvcc {
+            tree: db.open_tree("state")?,
+            db,
+            dir: dir.into(),
+        })
     }
 
     /// The newest revision of the keyspace.
@@ -229,7 +236,8 @@ impl Mvcc {
 
     /// Records an entry that changes nothing (a leader's empty entry).
     pub fn apply_noop(&self, index: u64, term: u64) -> Result<(), StoreError> {
-        self.tree.insert(keys::META_APPLIED, &applied_bytes((index, term)))?;
+        self.tree
+            .insert(keys::META_APPLIED, &applied_bytes((index, term)))?;
         Ok(())
     }
 
@@ -373,7 +381,9 @@ impl Mvcc {
         let mut latest: Option<KeyValue> = None;
         for item in self.tree.range(start..stop) {
             let (row, v) = item?;
-            let Some((k, r)) = keys::parse_history_row(&row) else { continue };
+            let Some((k, r)) = keys::parse_history_row(&row) else {
+                continue;
+            };
             if last_key.as_deref() != Some(&k) {
                 out.extend(latest.take().filter(|kv| kv.version > 0));
                 last_key = Some(k);
@@ -406,7 +416,9 @@ impl Mvcc {
         if req.revision > 0 && req.revision < current {
             let compacted = self.compacted()?;
             if req.revision < compacted {
-                return Err(StoreError::Compacted { compact_revision: compacted });
+                return Err(StoreError::Compacted {
+                    compact_revision: compacted,
+                });
             }
             return self.scan_at(&req.key, &req.range_end, req.revision);
         }
@@ -432,17 +444,24 @@ impl Mvcc {
     pub fn events(&self, from: i64, to: i64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let compacted = self.compacted()?;
         if from < compacted {
-            return Err(StoreError::Compacted { compact_revision: compacted });
+            return Err(StoreError::Compacted {
+                compact_revision: compacted,
+            });
         }
         let start = keys::event_row(Rev { main: from, sub: 0 });
-        let stop = keys::event_row(Rev { main: to + 1, sub: 0 });
+        let stop = keys::event_row(Rev {
+            main: to + 1,
+            sub: 0,
+        });
         let mut out = Vec::new();
         for item in self.tree.range(start..stop) {
             if out.len() >= limit {
                 break;
             }
             let (row, key) = item?;
-            let Some(rev) = Rev::decode(&row[1..]) else { continue };
+            let Some(rev) = Rev::decode(&row[1..]) else {
+                continue;
+            };
             if let Some(ev) = self.event_at(&key, rev)? {
                 out.push(ev);
             }
@@ -452,15 +471,25 @@ impl Mvcc {
 
     fn event_at(&self, key: &[u8], rev: Rev) -> Result<Option<Event>, StoreError> {
         let row = keys::history_row(key, rev);
-        let Some(v) = self.tree.get(&row)? else { return Ok(None) };
+        let Some(v) = self.tree.get(&row)? else {
+            return Ok(None);
+        };
         let kv = decode_kv(&v)?;
         let prefix = keys::history_key_prefix(key);
         let prev = match self.tree.range(prefix..row).next_back() {
             Some(item) => Some(decode_kv(&item?.1)?).filter(|kv| kv.version > 0),
             None => None,
         };
-        let ty = if kv.version == 0 { EventType::Delete } else { EventType::Put };
-        Ok(Some(Event { r#type: ty as i32, kv: Some(kv), prev_kv: prev }))
+        let ty = if kv.version == 0 {
+            EventType::Delete
+        } else {
+            EventType::Put
+        };
+        Ok(Some(Event {
+            r#type: ty as i32,
+            kv: Some(kv),
+            prev_kv: prev,
+        }))
     }
 
     /// A consistent copy of the whole state, for Raft snapshots and backups. The caller must
@@ -500,7 +529,11 @@ impl Mvcc {
     }
 
     /// Replaces the member list (used when restoring a backup into a new cluster).
-    pub fn replace_members(&self, cluster_id: u64, members: &[pb::Member]) -> Result<(), StoreError> {
+    pub fn replace_members(
+        &self,
+        cluster_id: u64,
+        members: &[pb::Member],
+    ) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for item in self.tree.scan_prefix([keys::MEMBER]) {
             b.remove(item?.0);
@@ -531,15 +564,22 @@ fn fsync_tree(dir: &std::path::Path) -> Result<(), StoreError> {
             if entry.file_type().map_err(io)?.is_dir() {
                 stack.push(path);
             } else {
-                std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io)?;
+                std::fs::File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io)?;
             }
         }
-        std::fs::File::open(&d).and_then(|f| f.sync_all()).map_err(io)?;
+        std::fs::File::open(&d)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
     }
     Ok(())
 }
 
-fn parse_export(mut data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+/// Key-value rows of a state export.
+type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn parse_export(mut data: &[u8]) -> Result<Rows, StoreError> {
     let bad = || StoreError::Storage("snapshot data is malformed".into());
     let mut rows = Vec::new();
     let take = |data: &mut &[u8]| -> Result<Vec<u8>, StoreError> {
@@ -582,7 +622,12 @@ fn finish_range(req: &RangeRequest, mut kvs: Vec<KeyValue>, revision: i64) -> Ra
     });
     let count = kvs.len() as i64;
     if req.count_only {
-        return RangeResponse { header: header(revision), kvs: vec![], more: false, count };
+        return RangeResponse {
+            header: header(revision),
+            kvs: vec![],
+            more: false,
+            count,
+        };
     }
     sort_kvs(&mut kvs, req.sort_target, req.sort_order);
     let mut more = false;
@@ -595,7 +640,12 @@ fn finish_range(req: &RangeRequest, mut kvs: Vec<KeyValue>, revision: i64) -> Ra
             kv.value.clear();
         }
     }
-    RangeResponse { header: header(revision), kvs, more, count }
+    RangeResponse {
+        header: header(revision),
+        kvs,
+        more,
+        count,
+    }
 }
 
 fn sort_kvs(kvs: &mut [KeyValue], target: i32, order: i32) {
@@ -663,12 +713,14 @@ impl<'a> Writer<'a> {
 
     fn commit(mut self, index: u64, term: u64) -> Result<(), StoreError> {
         if self.sub > 0 {
-            self.batch.insert(keys::META_REVISION, &self.rev().to_be_bytes());
+            self.batch
+                .insert(keys::META_REVISION, &self.rev().to_be_bytes());
         }
         for (k, v) in self.meta.drain(..) {
             self.batch.insert(k, v);
         }
-        self.batch.insert(keys::META_APPLIED, &applied_bytes((index, term)));
+        self.batch
+            .insert(keys::META_APPLIED, &applied_bytes((index, term)));
         self.mvcc.tree.apply_batch(self.batch)?;
         Ok(())
     }
@@ -705,7 +757,10 @@ impl<'a> Writer<'a> {
     }
 
     fn next_rev(&mut self) -> Rev {
-        let r = Rev { main: self.rev(), sub: self.sub };
+        let r = Rev {
+            main: self.rev(),
+            sub: self.sub,
+        };
         self.sub += 1;
         r
     }
@@ -717,7 +772,8 @@ impl<'a> Writer<'a> {
             mod_revision: rev.main,
             ..Default::default()
         });
-        self.batch.insert(keys::history_row(key, rev), hist.encode_to_vec());
+        self.batch
+            .insert(keys::history_row(key, rev), hist.encode_to_vec());
         self.batch.insert(keys::event_row(rev), key);
         let cur = keys::prefixed(keys::CURRENT, key);
         let old_lease = prev.map(|p| p.lease).unwrap_or(0);
@@ -740,7 +796,11 @@ impl<'a> Writer<'a> {
         if (p.ignore_value || p.ignore_lease) && prev.is_none() {
             return Err(StoreError::KeyNotFound);
         }
-        let lease = if p.ignore_lease { prev.as_ref().map(|k| k.lease).unwrap_or(0) } else { p.lease };
+        let lease = if p.ignore_lease {
+            prev.as_ref().map(|k| k.lease).unwrap_or(0)
+        } else {
+            p.lease
+        };
         if lease != 0 && !self.lease_exists(lease)? {
             return Err(StoreError::LeaseNotFound);
         }
@@ -766,7 +826,11 @@ impl<'a> Writer<'a> {
     }
 
     fn delete_range(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, StoreError> {
-        let req = RangeRequest { key: d.key.clone(), range_end: d.range_end.clone(), ..Default::default() };
+        let req = RangeRequest {
+            key: d.key.clone(),
+            range_end: d.range_end.clone(),
+            ..Default::default()
+        };
         let victims = self.mvcc.read_range(&req, self.base, Some(&self.overlay))?;
         for kv in &victims {
             self.write(&kv.key, None, Some(kv));
@@ -785,10 +849,16 @@ impl<'a> Writer<'a> {
 
     fn compare(&self, c: &Compare) -> Result<bool, StoreError> {
         use compare::{CompareResult as R, CompareTarget as T, TargetUnion as U};
-        let req = RangeRequest { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
+        let req = RangeRequest {
+            key: c.key.clone(),
+            range_end: c.range_end.clone(),
+            ..Default::default()
+        };
         let kvs = self.mvcc.read_range(&req, self.base, Some(&self.overlay))?;
-        let target = T::try_from(c.target).map_err(|_| StoreError::InvalidArgument("bad compare target".into()))?;
-        let result = R::try_from(c.result).map_err(|_| StoreError::InvalidArgument("bad compare result".into()))?;
+        let target = T::try_from(c.target)
+            .map_err(|_| StoreError::InvalidArgument("bad compare target".into()))?;
+        let result = R::try_from(c.result)
+            .map_err(|_| StoreError::InvalidArgument("bad compare result".into()))?;
         let check = |kv: &KeyValue| -> bool {
             let ord = match (&c.target_union, target) {
                 (Some(U::Version(v)), T::Version) => kv.version.cmp(v),
@@ -810,7 +880,10 @@ impl<'a> Writer<'a> {
             if target == T::Value {
                 return Ok(false);
             }
-            return Ok(check(&KeyValue { key: c.key.clone(), ..Default::default() }));
+            return Ok(check(&KeyValue {
+                key: c.key.clone(),
+                ..Default::default()
+            }));
         }
         Ok(kvs.iter().all(check))
     }
@@ -828,7 +901,11 @@ impl<'a> Writer<'a> {
         for op in ops {
             responses.push(self.txn_op(op)?);
         }
-        Ok(TxnResponse { header: header(self.visible_rev()), succeeded, responses })
+        Ok(TxnResponse {
+            header: header(self.visible_rev()),
+            succeeded,
+            responses,
+        })
     }
 
     fn txn_op(&mut self, op: &RequestOp) -> Result<ResponseOp, StoreError> {
@@ -842,7 +919,9 @@ impl<'a> Writer<'a> {
             Some(request_op::Request::RequestTxn(t)) => Resp::ResponseTxn(self.txn(t)?),
             None => return Err(StoreError::InvalidArgument("empty operation in txn".into())),
         };
-        Ok(ResponseOp { response: Some(response) })
+        Ok(ResponseOp {
+            response: Some(response),
+        })
     }
 
     fn compact(&mut self, rev: i64) -> Result<pb::CompactionResponse, StoreError> {
@@ -852,7 +931,9 @@ impl<'a> Writer<'a> {
         }
         let old = self.mvcc.compacted()?;
         if rev <= old {
-            return Err(StoreError::Compacted { compact_revision: old });
+            return Err(StoreError::Compacted {
+                compact_revision: old,
+            });
         }
         let tree = &self.mvcc.tree;
         // Only keys that changed since the last compaction can have superseded versions.
@@ -866,7 +947,13 @@ impl<'a> Writer<'a> {
         }
         for key in touched {
             let prefix = keys::history_key_prefix(&key);
-            let stop = keys::history_row(&key, Rev { main: rev + 1, sub: 0 });
+            let stop = keys::history_row(
+                &key,
+                Rev {
+                    main: rev + 1,
+                    sub: 0,
+                },
+            );
             let rows: Vec<_> = tree.range(prefix..stop).collect::<Result<_, _>>()?;
             if let Some((last_row, last)) = rows.last() {
                 for (row, _) in &rows[..rows.len() - 1] {
@@ -877,13 +964,21 @@ impl<'a> Writer<'a> {
                 }
             }
         }
-        self.meta.push((keys::META_COMPACTED, rev.to_be_bytes().to_vec()));
-        Ok(pb::CompactionResponse { header: header(current) })
+        self.meta
+            .push((keys::META_COMPACTED, rev.to_be_bytes().to_vec()));
+        Ok(pb::CompactionResponse {
+            header: header(current),
+        })
     }
 
-    fn lease_grant(&mut self, g: &pb::LeaseGrantRequest) -> Result<pb::LeaseGrantResponse, StoreError> {
+    fn lease_grant(
+        &mut self,
+        g: &pb::LeaseGrantRequest,
+    ) -> Result<pb::LeaseGrantResponse, StoreError> {
         if g.id <= 0 {
-            return Err(StoreError::InvalidArgument("lease id must be positive".into()));
+            return Err(StoreError::InvalidArgument(
+                "lease id must be positive".into(),
+            ));
         }
         if self.lease_exists(g.id)? {
             return Err(StoreError::LeaseExists);
@@ -891,7 +986,12 @@ impl<'a> Writer<'a> {
         let ttl = g.ttl.max(MIN_LEASE_TTL);
         self.batch.insert(keys::lease_row(g.id), &ttl.to_be_bytes());
         self.leases.insert(g.id, Some(ttl));
-        Ok(pb::LeaseGrantResponse { header: header(self.base), id: g.id, ttl, error: String::new() })
+        Ok(pb::LeaseGrantResponse {
+            header: header(self.base),
+            id: g.id,
+            ttl,
+            error: String::new(),
+        })
     }
 
     fn lease_revoke(&mut self, id: i64) -> Result<pb::LeaseRevokeResponse, StoreError> {
@@ -905,7 +1005,9 @@ impl<'a> Writer<'a> {
         }
         self.batch.remove(keys::lease_row(id));
         self.leases.insert(id, None);
-        Ok(pb::LeaseRevokeResponse { header: header(self.visible_rev()) })
+        Ok(pb::LeaseRevokeResponse {
+            header: header(self.visible_rev()),
+        })
     }
 
     fn member_attributes(&mut self, a: &MemberAttributes) -> Result<(), StoreError> {
@@ -942,16 +1044,22 @@ mod tests {
     }
 
     fn get(m: &Mvcc, key: &str, rev: i64) -> Vec<KeyValue> {
-        m.range(&RangeRequest { key: key.into(), revision: rev, ..Default::default() })
-            .unwrap()
-            .kvs
+        m.range(&RangeRequest {
+            key: key.into(),
+            revision: rev,
+            ..Default::default()
+        })
+        .unwrap()
+        .kvs
     }
 
     #[test]
     fn put_tracks_revisions_and_versions() {
         let (_d, m) = store();
         m.apply(2, 1, &put("a", "1")).unwrap();
-        let Applied::Put(r) = m.apply(3, 1, &put("a", "2")).unwrap() else { panic!() };
+        let Applied::Put(r) = m.apply(3, 1, &put("a", "2")).unwrap() else {
+            panic!()
+        };
         assert_eq!(r.prev_kv.unwrap().value, b"1");
         let kv = &get(&m, "a", 0)[0];
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
@@ -984,9 +1092,13 @@ mod tests {
             })),
             ..Default::default()
         };
-        let Applied::Txn(r) = m.apply(3, 1, &txn("v")).unwrap() else { panic!() };
+        let Applied::Txn(r) = m.apply(3, 1, &txn("v")).unwrap() else {
+            panic!()
+        };
         assert!(r.succeeded);
-        let Applied::Txn(r) = m.apply(4, 1, &txn("v")).unwrap() else { panic!() };
+        let Applied::Txn(r) = m.apply(4, 1, &txn("v")).unwrap() else {
+            panic!()
+        };
         assert!(!r.succeeded);
         assert_eq!(get(&m, "k", 0)[0].value, b"w");
         assert_eq!(m.revision().unwrap(), 3);
@@ -1006,7 +1118,10 @@ mod tests {
             })),
             ..Default::default()
         };
-        assert!(matches!(validate(&bad), Err(StoreError::InvalidArgument(_))));
+        assert!(matches!(
+            validate(&bad),
+            Err(StoreError::InvalidArgument(_))
+        ));
     }
 
     #[test]
@@ -1015,7 +1130,10 @@ mod tests {
         m.apply(2, 1, &put("a", "1")).unwrap();
         m.apply(3, 1, &put("a", "2")).unwrap();
         let del = Command {
-            op: Some(Op::DeleteRange(DeleteRangeRequest { key: b"a".to_vec(), ..Default::default() })),
+            op: Some(Op::DeleteRange(DeleteRangeRequest {
+                key: b"a".to_vec(),
+                ..Default::default()
+            })),
             ..Default::default()
         };
         m.apply(4, 1, &del).unwrap();
@@ -1024,11 +1142,19 @@ mod tests {
         assert_eq!(evs[2].r#type, EventType::Delete as i32);
         assert_eq!(evs[2].prev_kv.as_ref().unwrap().value, b"2");
         let compact = Command {
-            op: Some(Op::Compaction(pb::CompactionRequest { revision: 3, physical: false })),
+            op: Some(Op::Compaction(pb::CompactionRequest {
+                revision: 3,
+                physical: false,
+            })),
             ..Default::default()
         };
         m.apply(5, 1, &compact).unwrap();
-        assert!(matches!(m.events(2, 4, 100), Err(StoreError::Compacted { compact_revision: 3 })));
+        assert!(matches!(
+            m.events(2, 4, 100),
+            Err(StoreError::Compacted {
+                compact_revision: 3
+            })
+        ));
         assert_eq!(get(&m, "a", 3)[0].value, b"2");
         assert!(get(&m, "a", 0).is_empty());
     }

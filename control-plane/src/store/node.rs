@@ -43,16 +43,30 @@ pub const MAX_PENDING: usize = 100_000;
 
 /// Work for the Raft thread.
 pub enum Request {
-    Propose { cmd: Command, reply: oneshot::Sender<Result<Applied, StoreError>> },
-    ConfChange { change: ConfChangeSingle, context: MemberContext, reply: oneshot::Sender<Result<(), StoreError>> },
-    ReadIndex { reply: oneshot::Sender<Result<(), StoreError>> },
+    Propose {
+        cmd: Command,
+        reply: oneshot::Sender<Result<Applied, StoreError>>,
+    },
+    ConfChange {
+        change: ConfChangeSingle,
+        context: MemberContext,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    ReadIndex {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Raft(Vec<Message>),
     Unreachable(u64),
-    SnapshotSent { to: u64, ok: bool },
+    SnapshotSent {
+        to: u64,
+        ok: bool,
+    },
     /// The state machine is durable through this index (sled flushed and fsynced).
     Durable(u64),
     /// A consistent export of the state, with the revision it is at.
-    Export { reply: oneshot::Sender<Result<(Vec<u8>, i64), StoreError>> },
+    Export {
+        reply: oneshot::Sender<Result<(Vec<u8>, i64), StoreError>>,
+    },
     TransferLeader(u64),
 }
 
@@ -90,6 +104,9 @@ pub struct Shared {
     pub leases: Mutex<LeaseClocks>,
 }
 
+/// A membership change awaiting commit: target member, reply, deadline.
+type PendingConfChange = (u64, oneshot::Sender<Result<(), StoreError>>, Instant);
+
 struct PendingRead {
     waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
     deadline: Instant,
@@ -104,7 +121,7 @@ struct Loop {
     rx: flume::Receiver<Request>,
     self_tx: flume::Sender<Request>,
     proposals: HashMap<u64, (oneshot::Sender<Result<Applied, StoreError>>, Instant)>,
-    conf_change: Option<(u64, oneshot::Sender<Result<(), StoreError>>, Instant)>,
+    conf_change: Option<PendingConfChange>,
     /// Reads waiting for a batch's ReadIndex to be confirmed by a quorum.
     reads_unconfirmed: HashMap<u64, PendingRead>,
     /// Reads confirmed at an index, waiting for the state machine to apply up to it.
@@ -148,7 +165,9 @@ pub fn spawn(
         leader: 0,
         attributes_published: None,
     };
-    std::thread::Builder::new().name("raft".into()).spawn(move || l.run())
+    std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || l.run())
 }
 
 impl Loop {
@@ -193,7 +212,11 @@ impl Loop {
     fn handle(&mut self, req: Request) {
         match req {
             Request::Propose { cmd, reply } => self.propose(cmd, reply),
-            Request::ConfChange { change, context, reply } => self.propose_conf_change(change, context, reply),
+            Request::ConfChange {
+                change,
+                context,
+                reply,
+            } => self.propose_conf_change(change, context, reply),
             Request::ReadIndex { reply } => self.reads_new.push(reply),
             Request::Raft(msgs) => {
                 for m in msgs {
@@ -204,12 +227,19 @@ impl Loop {
             }
             Request::Unreachable(id) => self.node.report_unreachable(id),
             Request::SnapshotSent { to, ok } => {
-                let status = if ok { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+                let status = if ok {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
                 self.node.report_snapshot(to, status);
             }
             Request::Durable(index) => self.on_durable(index),
             Request::Export { reply } => {
-                let out = self.mvcc.export().and_then(|d| Ok((d, self.mvcc.revision()?)));
+                let out = self
+                    .mvcc
+                    .export()
+                    .and_then(|d| Ok((d, self.mvcc.revision()?)));
                 let _ = reply.send(out);
             }
             Request::TransferLeader(to) => self.node.transfer_leader(to),
@@ -224,7 +254,8 @@ impl Loop {
         let id = cmd.request_id;
         match self.node.propose(vec![], cmd.encode_to_vec()) {
             Ok(()) => {
-                self.proposals.insert(id, (reply, Instant::now() + REQUEST_TIMEOUT));
+                self.proposals
+                    .insert(id, (reply, Instant::now() + REQUEST_TIMEOUT));
             }
             Err(raft::Error::ProposalDropped) => {
                 let _ = reply.send(Err(StoreError::NoLeader));
@@ -248,7 +279,9 @@ impl Loop {
         let mut cc = ConfChangeV2::default();
         cc.mut_changes().push(change.clone());
         match self.node.propose_conf_change(context.encode_to_vec(), cc) {
-            Ok(()) => self.conf_change = Some((change.node_id, reply, Instant::now() + REQUEST_TIMEOUT)),
+            Ok(()) => {
+                self.conf_change = Some((change.node_id, reply, Instant::now() + REQUEST_TIMEOUT))
+            }
             Err(raft::Error::ProposalDropped) => {
                 let _ = reply.send(Err(StoreError::NoLeader));
             }
@@ -266,7 +299,13 @@ impl Loop {
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
         let waiters = std::mem::take(&mut self.reads_new);
-        self.reads_unconfirmed.insert(ctx, PendingRead { waiters, deadline: Instant::now() + REQUEST_TIMEOUT });
+        self.reads_unconfirmed.insert(
+            ctx,
+            PendingRead {
+                waiters,
+                deadline: Instant::now() + REQUEST_TIMEOUT,
+            },
+        );
         // The leader dedups pending reads by context, so it must be unique cluster-wide.
         let mut rctx = self.settings.id.to_be_bytes().to_vec();
         rctx.extend_from_slice(&ctx.to_be_bytes());
@@ -275,7 +314,12 @@ impl Loop {
 
     fn on_tick(&mut self, now: Instant) {
         // Requests that Raft silently dropped (no leader, lost forwarding) end in a timeout.
-        let expired: Vec<u64> = self.proposals.iter().filter(|(_, (_, d))| *d <= now).map(|(k, _)| *k).collect();
+        let expired: Vec<u64> = self
+            .proposals
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(k, _)| *k)
+            .collect();
         for id in expired {
             if let Some((reply, _)) = self.proposals.remove(&id) {
                 let _ = reply.send(Err(StoreError::Timeout));
@@ -286,7 +330,12 @@ impl Loop {
                 let _ = reply.send(Err(StoreError::Timeout));
             }
         }
-        let stale: Vec<u64> = self.reads_unconfirmed.iter().filter(|(_, r)| r.deadline <= now).map(|(k, _)| *k).collect();
+        let stale: Vec<u64> = self
+            .reads_unconfirmed
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
         for ctx in stale {
             if let Some(r) = self.reads_unconfirmed.remove(&ctx) {
                 for w in r.waiters {
@@ -310,7 +359,11 @@ impl Loop {
 
     /// Tells the cluster this member's name and client URLs, once there is a leader.
     fn publish_attributes(&mut self, now: Instant) {
-        if self.leader == 0 || self.attributes_published.is_some_and(|t| now < t + Duration::from_secs(5)) {
+        if self.leader == 0
+            || self
+                .attributes_published
+                .is_some_and(|t| now < t + Duration::from_secs(5))
+        {
             return;
         }
         let want = &self.settings.attributes;
@@ -319,7 +372,11 @@ impl Loop {
                 self.attributes_published = Some(now + Duration::from_secs(3600 * 24 * 365));
             }
             Ok(Some(_)) => {
-                let cmd = Command { request_id: 0, origin: self.settings.id, op: Some(Op::MemberAttributes(want.clone())) };
+                let cmd = Command {
+                    request_id: 0,
+                    origin: self.settings.id,
+                    op: Some(Op::MemberAttributes(want.clone())),
+                };
                 let _ = self.node.propose(vec![], cmd.encode_to_vec());
                 self.attributes_published = Some(now);
             }
@@ -354,7 +411,12 @@ impl Loop {
         }
         self.transport.send(ready.take_persisted_messages());
         for rs in ready.take_read_states() {
-            let ctx = rs.request_ctx.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
+            let ctx = rs
+                .request_ctx
+                .get(8..16)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
             if let Some(r) = self.reads_unconfirmed.remove(&ctx) {
                 self.reads_confirmed.push((rs.index, r));
             }
@@ -388,12 +450,21 @@ impl Loop {
 
     fn apply_snapshot(&mut self, snap: raft::eraftpb::Snapshot) -> Result<(), StoreError> {
         let meta = snap.get_metadata();
-        info!(index = meta.index, term = meta.term, "applying snapshot from leader");
+        info!(
+            index = meta.index,
+            term = meta.term,
+            "applying snapshot from leader"
+        );
         self.mvcc.import(&snap.data)?;
         let cs = meta.get_conf_state().clone();
-        self.mvcc.set_applied((meta.index, meta.term), &cs.write_to_bytes().unwrap_or_default())?;
+        self.mvcc.set_applied(
+            (meta.index, meta.term),
+            &cs.write_to_bytes().unwrap_or_default(),
+        )?;
         self.mvcc.make_durable()?;
-        self.node.mut_store().reset_to_snapshot(meta.index, meta.term, cs);
+        self.node
+            .mut_store()
+            .reset_to_snapshot(meta.index, meta.term, cs);
         self.node.mut_store().persist()?;
         self.last_durable = meta.index;
         self.shared.leases.lock().reset(&self.mvcc.leases()?);
@@ -408,9 +479,13 @@ impl Loop {
         }
         for e in entries {
             match e.get_entry_type() {
-                EntryType::EntryNormal if e.data.is_empty() => self.mvcc.apply_noop(e.index, e.term)?,
+                EntryType::EntryNormal if e.data.is_empty() => {
+                    self.mvcc.apply_noop(e.index, e.term)?
+                }
                 EntryType::EntryNormal => self.apply_command(&e)?,
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(&e)?,
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&e)?
+                }
             }
         }
         let _ = self.shared.revision.send(self.mvcc.revision()?);
@@ -430,7 +505,9 @@ impl Loop {
             return Err(StoreError::Storage(msg.clone()));
         }
         match (&cmd.op, &result) {
-            (Some(Op::LeaseGrant(_)), Ok(Applied::LeaseGrant(g))) => self.shared.leases.lock().grant(g.id, g.ttl),
+            (Some(Op::LeaseGrant(_)), Ok(Applied::LeaseGrant(g))) => {
+                self.shared.leases.lock().grant(g.id, g.ttl)
+            }
             (Some(Op::LeaseRevoke(r)), _) => self.shared.leases.lock().revoke(r.id),
             _ => {}
         }
@@ -444,9 +521,11 @@ impl Loop {
 
     fn apply_conf_change(&mut self, e: &Entry) -> Result<(), StoreError> {
         let cc: ConfChangeV2 = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
-            ConfChangeV2::parse_from_bytes(&e.data).map_err(|x| StoreError::Storage(x.to_string()))?
+            ConfChangeV2::parse_from_bytes(&e.data)
+                .map_err(|x| StoreError::Storage(x.to_string()))?
         } else {
-            let v1 = raft::eraftpb::ConfChange::parse_from_bytes(&e.data).map_err(|x| StoreError::Storage(x.to_string()))?;
+            let v1 = raft::eraftpb::ConfChange::parse_from_bytes(&e.data)
+                .map_err(|x| StoreError::Storage(x.to_string()))?;
             raft::prelude::ConfChange::into_v2(v1)
         };
         let cs = match self.node.apply_conf_change(&cc) {
@@ -464,18 +543,23 @@ impl Loop {
         for change in cc.get_changes() {
             let id = change.node_id;
             let member_change = match change.get_change_type() {
-                ConfChangeType::AddNode if self.mvcc.member(id)?.is_some_and(|m| m.is_learner) => MemberChange::Promote(id),
-                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => MemberChange::Add(Member {
-                    id,
-                    name: ctx.name.clone(),
-                    peer_ur_ls: ctx.peer_urls.clone(),
-                    client_ur_ls: vec![],
-                    is_learner: change.get_change_type() == ConfChangeType::AddLearnerNode,
-                }),
+                ConfChangeType::AddNode if self.mvcc.member(id)?.is_some_and(|m| m.is_learner) => {
+                    MemberChange::Promote(id)
+                }
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    MemberChange::Add(Member {
+                        id,
+                        name: ctx.name.clone(),
+                        peer_ur_ls: ctx.peer_urls.clone(),
+                        client_ur_ls: vec![],
+                        is_learner: change.get_change_type() == ConfChangeType::AddLearnerNode,
+                    })
+                }
                 ConfChangeType::RemoveNode => MemberChange::Remove(id),
             };
             info!(?member_change, "membership changed");
-            self.mvcc.apply_member_change(e.index, e.term, &member_change, &cs_bytes)?;
+            self.mvcc
+                .apply_member_change(e.index, e.term, &member_change, &cs_bytes)?;
             if id == self.settings.id && matches!(member_change, MemberChange::Remove(_)) {
                 warn!("this member was removed from the cluster");
                 self.shared.status.send_modify(|s| s.removed = true);
@@ -494,7 +578,9 @@ impl Loop {
             return;
         }
         let applied = self.node.raft.raft_log.applied;
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_confirmed).into_iter().partition(|(i, _)| *i <= applied);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_confirmed)
+            .into_iter()
+            .partition(|(i, _)| *i <= applied);
         self.reads_confirmed = waiting;
         for (_, r) in ready {
             for w in r.waiters {
@@ -518,7 +604,10 @@ impl Loop {
             removed: self.shared.status.borrow().removed,
         };
         self.shared.status.send_if_modified(|s| {
-            let changed = s.leader != next.leader || s.term != next.term || s.applied != next.applied || s.is_learner != next.is_learner;
+            let changed = s.leader != next.leader
+                || s.term != next.term
+                || s.applied != next.applied
+                || s.is_learner != next.is_learner;
             *s = next;
             changed
         });
@@ -533,15 +622,19 @@ impl Loop {
         self.checkpointing = true;
         let mvcc = self.mvcc.clone();
         let tx = self.self_tx.clone();
-        let spawned = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
-            let Ok((index, _)) = mvcc.applied() else { return };
-            match mvcc.make_durable() {
-                Ok(()) => {
-                    let _ = tx.send(Request::Durable(index));
+        let spawned = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                let Ok((index, _)) = mvcc.applied() else {
+                    return;
+                };
+                match mvcc.make_durable() {
+                    Ok(()) => {
+                        let _ = tx.send(Request::Durable(index));
+                    }
+                    Err(e) => error!(error = %e, "state machine checkpoint failed"),
                 }
-                Err(e) => error!(error = %e, "state machine checkpoint failed"),
-            }
-        });
+            });
         if let Err(e) = spawned {
             error!(error = %e, "could not start checkpoint thread");
             self.checkpointing = false;
@@ -578,7 +671,8 @@ pub fn is_snapshot(m: &Message) -> bool {
 
 /// A fresh Raft configuration with these voters.
 pub fn conf_state_with_voters(voters: &[u64]) -> ConfState {
-    let mut cs = ConfState::default();
-    cs.voters = voters.to_vec();
-    cs
+    ConfState {
+        voters: voters.to_vec(),
+        ..Default::default()
+    }
 }

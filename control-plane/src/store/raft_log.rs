@@ -49,7 +49,8 @@ impl RaftLog {
             mvcc,
         };
         if let Some(cs) = log.mvcc.conf_state()? {
-            log.conf_state = ConfState::parse_from_bytes(&cs).map_err(|e| StoreError::Storage(e.to_string()))?;
+            log.conf_state =
+                ConfState::parse_from_bytes(&cs).map_err(|e| StoreError::Storage(e.to_string()))?;
         }
         // A snapshot made durable in the state machine just before a crash may not have reached
         // the log yet: the state machine is then ahead of the log, which restarts after it.
@@ -134,7 +135,9 @@ impl RaftLog {
         if index <= self.base.0 || index > self.last() {
             return Ok(());
         }
-        let term = self.term(index).map_err(|e| StoreError::Storage(e.to_string()))?;
+        let term = self
+            .term(index)
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
         let drop = (index - self.base.0) as usize;
         self.entries.drain(..drop);
         self.base = (index, term);
@@ -162,7 +165,10 @@ impl RaftLog {
 
 impl Storage for RaftLog {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
     }
 
     fn entries(
@@ -216,10 +222,14 @@ impl Storage for RaftLog {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         let (index, term) = self.mvcc.applied().map_err(store_err)?;
         if index < request_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
-        let mut snap = Snapshot::default();
-        snap.data = self.mvcc.export().map_err(store_err)?.into();
+        let mut snap = Snapshot {
+            data: self.mvcc.export().map_err(store_err)?.into(),
+            ..Default::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;

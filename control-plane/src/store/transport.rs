@@ -49,8 +49,21 @@ struct Inner {
 }
 
 impl Transport {
-    pub fn new(id: u64, local_ip: Option<IpAddr>, runtime: tokio::runtime::Handle, raft_tx: flume::Sender<Request>) -> Transport {
-        Transport { inner: Arc::new(Inner { id, local_ip, runtime, raft_tx, peers: Mutex::new(HashMap::new()) }) }
+    pub fn new(
+        id: u64,
+        local_ip: Option<IpAddr>,
+        runtime: tokio::runtime::Handle,
+        raft_tx: flume::Sender<Request>,
+    ) -> Transport {
+        Transport {
+            inner: Arc::new(Inner {
+                id,
+                local_ip,
+                runtime,
+                raft_tx,
+                peers: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     /// Points the transport at the current members; peers no longer present are disconnected.
@@ -73,7 +86,10 @@ impl Transport {
                 continue;
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            let task = self.inner.runtime.spawn(run_peer(self.inner.clone(), id, url.clone(), rx));
+            let task = self
+                .inner
+                .runtime
+                .spawn(run_peer(self.inner.clone(), id, url.clone(), rx));
             peers.insert(id, Peer { url, tx, task });
         }
     }
@@ -111,19 +127,30 @@ pub fn connect(url: &str, local_ip: Option<IpAddr>) -> Result<Channel, tonic::tr
         .keep_alive_timeout(Duration::from_secs(2))
         .keep_alive_while_idle(true);
     Ok(match local_ip {
-        Some(ip) => ep.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| connect_from(ip, uri))),
+        Some(ip) => {
+            ep.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| connect_from(ip, uri)))
+        }
         None => ep.connect_lazy(),
     })
 }
 
 async fn connect_from(ip: IpAddr, uri: Uri) -> std::io::Result<TokioIo<tokio::net::TcpStream>> {
-    let host = uri.host().unwrap_or("127.0.0.1").trim_matches(|c| c == '[' || c == ']');
+    let host = uri
+        .host()
+        .unwrap_or("127.0.0.1")
+        .trim_matches(|c| c == '[' || c == ']');
     let port = uri.port_u16().unwrap_or(2380);
     let addr: SocketAddr = tokio::net::lookup_host((host, port))
         .await?
         .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "peer address did not resolve"))?;
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "peer address did not resolve")
+        })?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     socket.bind(SocketAddr::new(ip, 0))?;
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
@@ -189,5 +216,9 @@ async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receive
 
 /// Decodes a batch received from a peer.
 pub fn decode_batch(batch: &RaftBatch) -> Vec<Message> {
-    batch.messages.iter().filter_map(|b| Message::parse_from_bytes(b).ok()).collect()
+    batch
+        .messages
+        .iter()
+        .filter_map(|b| Message::parse_from_bytes(b).ok())
+        .collect()
 }

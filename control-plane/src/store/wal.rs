@@ -32,11 +32,18 @@ pub enum WalError {
     #[error("write-ahead log I/O on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("write-ahead log segment {path} is corrupt at offset {offset}: {why}")]
-    Corrupt { path: PathBuf, offset: u64, why: String },
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
-    move |source| WalError::Io { path: path.to_path_buf(), source }
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// What replaying the log recovered: the state Raft was in when the process stopped.
@@ -273,13 +280,20 @@ impl Replay {
                 }
                 Err(why) if last => {
                     tracing::warn!(path = %path.display(), offset = off, %why, "cutting torn tail of write-ahead log");
-                    let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .map_err(io_err(path))?;
                     f.set_len(off as u64).map_err(io_err(path))?;
                     f.sync_all().map_err(io_err(path))?;
                     break;
                 }
                 Err(why) => {
-                    return Err(WalError::Corrupt { path: path.to_path_buf(), offset: off as u64, why })
+                    return Err(WalError::Corrupt {
+                        path: path.to_path_buf(),
+                        offset: off as u64,
+                        why,
+                    })
                 }
             }
         }
@@ -304,7 +318,8 @@ impl Replay {
         let mut index = 0;
         match kind {
             KIND_HARD_STATE => {
-                self.hard_state = HardState::parse_from_bytes(payload).map_err(|e| e.to_string())?;
+                self.hard_state =
+                    HardState::parse_from_bytes(payload).map_err(|e| e.to_string())?;
             }
             KIND_ENTRY => {
                 let e = Entry::parse_from_bytes(payload).map_err(|e| e.to_string())?;
@@ -329,9 +344,8 @@ impl Replay {
     }
 
     fn finish(self, dir: &Path) -> Result<Recovered, WalError> {
-        let mut expect = self.base.0 + 1;
         let mut entries = Vec::with_capacity(self.entries.len());
-        for (i, e) in self.entries {
+        for (expect, (i, e)) in (self.base.0 + 1..).zip(self.entries) {
             if i != expect {
                 return Err(WalError::Corrupt {
                     path: dir.to_path_buf(),
@@ -339,10 +353,13 @@ impl Replay {
                     why: format!("entry {i} follows a gap (expected {expect})"),
                 });
             }
-            expect += 1;
             entries.push(e);
         }
-        Ok(Recovered { hard_state: self.hard_state, base: self.base, entries })
+        Ok(Recovered {
+            hard_state: self.hard_state,
+            base: self.base,
+            entries,
+        })
     }
 }
 
@@ -351,11 +368,12 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = format!("e{index}").into_bytes().into();
-        e
+        Entry {
+            index,
+            term,
+            data: format!("e{index}").into_bytes().into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -365,9 +383,11 @@ mod tests {
             let (mut wal, rec) = Wal::open(dir.path()).unwrap();
             assert!(rec.entries.is_empty());
             wal.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.commit = 2;
+            let hs = HardState {
+                term: 2,
+                commit: 2,
+                ..Default::default()
+            };
             wal.set_hard_state(&hs);
             // A new leader overwrote index 3.
             wal.append(&[entry(3, 2)]);

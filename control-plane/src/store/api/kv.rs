@@ -52,8 +52,15 @@ impl Kv for KvApi {
     }
 
     #[tracing::instrument(skip_all, name = "kv.delete_range")]
-    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
-        match self.store.propose(Op::DeleteRange(req.into_inner())).await? {
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        match self
+            .store
+            .propose(Op::DeleteRange(req.into_inner()))
+            .await?
+        {
             Applied::DeleteRange(mut r) => {
                 self.fill(&mut r.header);
                 Ok(Response::new(r))
@@ -74,7 +81,10 @@ impl Kv for KvApi {
     }
 
     #[tracing::instrument(skip_all, name = "kv.compact")]
-    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
         match self.store.propose(Op::Compaction(req.into_inner())).await? {
             Applied::Compaction(mut r) => {
                 self.fill(&mut r.header);

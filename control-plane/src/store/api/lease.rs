@@ -25,7 +25,10 @@ impl LeaseApi {
 
 #[tonic::async_trait]
 impl Lease for LeaseApi {
-    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+    async fn lease_grant(
+        &self,
+        req: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
         let mut req = req.into_inner();
         if req.id == 0 {
             req.id = rand::thread_rng().gen_range(1..i64::MAX);
@@ -39,8 +42,15 @@ impl Lease for LeaseApi {
         }
     }
 
-    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        match self.store.propose(Op::LeaseRevoke(req.into_inner())).await? {
+    async fn lease_revoke(
+        &self,
+        req: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        match self
+            .store
+            .propose(Op::LeaseRevoke(req.into_inner()))
+            .await?
+        {
             Applied::LeaseRevoke(r) => Ok(Response::new(LeaseRevokeResponse {
                 header: self.store.header(r.header.map(|h| h.revision).unwrap_or(0)),
             })),
@@ -48,7 +58,8 @@ impl Lease for LeaseApi {
         }
     }
 
-    type LeaseKeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+    type LeaseKeepAliveStream =
+        Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
     async fn lease_keep_alive(
         &self,
@@ -81,7 +92,9 @@ impl Lease for LeaseApi {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn lease_time_to_live(
@@ -91,14 +104,41 @@ impl Lease for LeaseApi {
         let req = req.into_inner();
         let header = self.store.header(self.store.mvcc().revision()?);
         let Some((ttl, granted_ttl)) = self.store.lease_clock(req.id, false).await? else {
-            return Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() }));
+            return Ok(Response::new(LeaseTimeToLiveResponse {
+                header,
+                id: req.id,
+                ttl: -1,
+                ..Default::default()
+            }));
         };
-        let keys = if req.keys { self.store.mvcc().lease_keys(req.id)? } else { vec![] };
-        Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl, granted_ttl, keys }))
+        let keys = if req.keys {
+            self.store.mvcc().lease_keys(req.id)?
+        } else {
+            vec![]
+        };
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header,
+            id: req.id,
+            ttl,
+            granted_ttl,
+            keys,
+        }))
     }
 
-    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let leases = self.store.mvcc().leases()?.into_iter().map(|(id, _)| LeaseStatus { id }).collect();
-        Ok(Response::new(LeaseLeasesResponse { header: self.store.header(self.store.mvcc().revision()?), leases }))
+    async fn lease_leases(
+        &self,
+        _req: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self
+            .store
+            .mvcc()
+            .leases()?
+            .into_iter()
+            .map(|(id, _)| LeaseStatus { id })
+            .collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: self.store.header(self.store.mvcc().revision()?),
+            leases,
+        }))
     }
 }

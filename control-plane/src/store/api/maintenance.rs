@@ -31,10 +31,16 @@ impl MaintenanceApi {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceApi {
     async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Ok(Response::new(AlarmResponse { header: self.header(), alarms: vec![] }))
+        Ok(Response::new(AlarmResponse {
+            header: self.header(),
+            alarms: vec![],
+        }))
     }
 
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let s = self.store.status();
         let size = self.store.mvcc().size_on_disk() as i64;
         let mut errors = vec![];
@@ -56,16 +62,27 @@ impl Maintenance for MaintenanceApi {
         }))
     }
 
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        Ok(Response::new(DefragmentResponse { header: self.header() }))
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Ok(Response::new(DefragmentResponse {
+            header: self.header(),
+        }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         let (data, _) = self.store.export().await?;
-        Ok(Response::new(HashResponse { header: self.header(), hash: crc32fast::hash(&data) }))
+        Ok(Response::new(HashResponse {
+            header: self.header(),
+            hash: crc32fast::hash(&data),
+        }))
     }
 
-    async fn hash_kv(&self, _req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        _req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
         let (data, rev) = self.store.export().await?;
         Ok(Response::new(HashKvResponse {
             header: self.header(),
@@ -77,31 +94,41 @@ impl Maintenance for MaintenanceApi {
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
         let (data, rev) = self.store.export().await?;
         let file = backup::encode(rev, &data);
         let header = self.header();
         let total = file.len();
-        let chunks: Vec<Result<SnapshotResponse, Status>> = file
+        let chunks: Vec<SnapshotResponse> = file
             .chunks(CHUNK)
             .enumerate()
-            .map(|(i, c)| {
-                Ok(SnapshotResponse {
-                    header: header.clone(),
-                    remaining_bytes: (total - (i * CHUNK + c.len())) as u64,
-                    blob: c.to_vec(),
-                    ..Default::default()
-                })
+            .map(|(i, c)| SnapshotResponse {
+                header,
+                remaining_bytes: (total - (i * CHUNK + c.len())) as u64,
+                blob: c.to_vec(),
+                ..Default::default()
             })
             .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            chunks.into_iter().map(Ok),
+        ))))
     }
 
-    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
         if !self.store.status().is_leader {
             return Err(Status::failed_precondition("etcdserver: not leader"));
         }
-        self.store.transfer_leader(req.into_inner().target_id).await?;
-        Ok(Response::new(MoveLeaderResponse { header: self.header() }))
+        self.store
+            .transfer_leader(req.into_inner().target_id)
+            .await?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: self.header(),
+        }))
     }
 }

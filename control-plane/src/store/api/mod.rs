@@ -28,7 +28,9 @@ pub fn client_services(store: &Store) -> Router {
     Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(KvServer::new(kv::KvApi::new(store.clone())).max_decoding_message_size(max))
-        .add_service(WatchServer::new(watch::WatchApi::new(store.clone())).max_decoding_message_size(max))
+        .add_service(
+            WatchServer::new(watch::WatchApi::new(store.clone())).max_decoding_message_size(max),
+        )
         .add_service(LeaseServer::new(lease::LeaseApi::new(store.clone())))
         .add_service(ClusterServer::new(cluster::ClusterApi::new(store.clone())))
         .add_service(

@@ -20,7 +20,10 @@ impl PeerApi {
 
 #[tonic::async_trait]
 impl RaftTransport for PeerApi {
-    async fn stream(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<StreamAck>, Status> {
+    async fn stream(
+        &self,
+        req: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<StreamAck>, Status> {
         let mut stream = req.into_inner();
         while let Some(batch) = stream.message().await? {
             self.store.step(decode_batch(&batch)).await?;
@@ -28,19 +31,29 @@ impl RaftTransport for PeerApi {
         Ok(Response::new(StreamAck {}))
     }
 
-    async fn lease_renew(&self, req: Request<LeaseRenewRequest>) -> Result<Response<LeaseRenewResponse>, Status> {
+    async fn lease_renew(
+        &self,
+        req: Request<LeaseRenewRequest>,
+    ) -> Result<Response<LeaseRenewResponse>, Status> {
         let req = req.into_inner();
         if !self.store.status().is_leader {
             return Err(StoreError::NoLeader.into());
         }
         let clock = self.store.lease_clock(req.id, req.renew).await?;
         Ok(Response::new(match clock {
-            Some((ttl, granted_ttl)) => LeaseRenewResponse { ttl, granted_ttl, found: true },
+            Some((ttl, granted_ttl)) => LeaseRenewResponse {
+                ttl,
+                granted_ttl,
+                found: true,
+            },
             None => LeaseRenewResponse::default(),
         }))
     }
 
-    async fn members(&self, _req: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+    async fn members(
+        &self,
+        _req: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
         Ok(Response::new(MembersResponse {
             cluster_id: self.store.mvcc().cluster_id()?,
             members: self.store.mvcc().members()?,

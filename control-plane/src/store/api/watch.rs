@@ -7,7 +7,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use skiff_proto::etcdserverpb::{watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch, *};
+use skiff_proto::etcdserverpb::{
+    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch, *,
+};
 use skiff_proto::mvccpb::{event::EventType, Event};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -48,7 +50,10 @@ type Out = mpsc::Sender<Result<WatchResponse, Status>>;
 impl Watch for WatchApi {
     type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
-    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(OUT_QUEUE);
         let store = self.store.clone();
         let input = req.into_inner();
@@ -57,7 +62,9 @@ impl Watch for WatchApi {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -96,12 +103,11 @@ async fn run(store: Store, mut input: Streaming<WatchRequest>, out: Out) -> Resu
                         watchers.insert(id, w);
                         catch_up(&store, &mut watchers, &out).await?;
                     }
-                    Some(RequestUnion::CancelRequest(c)) => {
-                        if watchers.remove(&c.watch_id).is_some() {
+                    Some(RequestUnion::CancelRequest(c)) if watchers.remove(&c.watch_id).is_some() => {
                             let current = store.mvcc().revision()?;
                             send(&out, WatchResponse { header: store.header(current), watch_id: c.watch_id, canceled: true, ..Default::default() }).await?;
-                        }
                     }
+                    Some(RequestUnion::CancelRequest(_)) => {}
                     Some(RequestUnion::ProgressRequest(_)) => {
                         catch_up(&store, &mut watchers, &out).await?;
                         let current = store.mvcc().revision()?;
@@ -129,37 +135,64 @@ async fn run(store: Store, mut input: Streaming<WatchRequest>, out: Out) -> Resu
 }
 
 async fn send(out: &Out, resp: WatchResponse) -> Result<(), Status> {
-    out.send(Ok(resp)).await.map_err(|_| Status::cancelled("watch stream closed"))
+    out.send(Ok(resp))
+        .await
+        .map_err(|_| Status::cancelled("watch stream closed"))
 }
 
 /// Delivers every event between each watcher's next revision and the applied revision.
-async fn catch_up(store: &Store, watchers: &mut BTreeMap<i64, Watcher>, out: &Out) -> Result<(), Status> {
+async fn catch_up(
+    store: &Store,
+    watchers: &mut BTreeMap<i64, Watcher>,
+    out: &Out,
+) -> Result<(), Status> {
     loop {
         let current = store.mvcc().revision()?;
-        let Some(from) = watchers.values().map(|w| w.next).filter(|n| *n <= current).min() else {
+        let Some(from) = watchers
+            .values()
+            .map(|w| w.next)
+            .filter(|n| *n <= current)
+            .min()
+        else {
             return Ok(());
         };
         let events = match store.mvcc().events(from, current, EVENTS_PER_ROUND) {
             Ok(e) => e,
             Err(StoreError::Compacted { compact_revision }) => {
-                let gone: Vec<i64> = watchers.iter().filter(|(_, w)| w.next < compact_revision).map(|(id, _)| *id).collect();
+                let gone: Vec<i64> = watchers
+                    .iter()
+                    .filter(|(_, w)| w.next < compact_revision)
+                    .map(|(id, _)| *id)
+                    .collect();
                 for id in gone {
                     watchers.remove(&id);
-                    send(out, WatchResponse {
-                        header: store.header(current),
-                        watch_id: id,
-                        canceled: true,
-                        compact_revision,
-                        cancel_reason: StoreError::Compacted { compact_revision }.to_string(),
-                        ..Default::default()
-                    }).await?;
+                    send(
+                        out,
+                        WatchResponse {
+                            header: store.header(current),
+                            watch_id: id,
+                            canceled: true,
+                            compact_revision,
+                            cancel_reason: StoreError::Compacted { compact_revision }.to_string(),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
                 }
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
         let full = events.len() >= EVENTS_PER_ROUND;
-        let reached = if full { events.last().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision).unwrap_or(current) } else { current };
+        let reached = if full {
+            events
+                .last()
+                .and_then(|e| e.kv.as_ref())
+                .map(|kv| kv.mod_revision)
+                .unwrap_or(current)
+        } else {
+            current
+        };
         for (id, w) in watchers.iter_mut() {
             if w.next > reached {
                 continue;
@@ -167,18 +200,41 @@ async fn catch_up(store: &Store, watchers: &mut BTreeMap<i64, Watcher>, out: &Ou
             let mine: Vec<Event> = events
                 .iter()
                 .filter(|e| {
-                    let Some(kv) = e.kv.as_ref() else { return false };
+                    let Some(kv) = e.kv.as_ref() else {
+                        return false;
+                    };
                     let is_put = e.r#type == EventType::Put as i32;
                     // A full round may end mid-revision; the rest of it comes next round.
                     let in_round = !full || kv.mod_revision < reached;
-                    kv.mod_revision >= w.next && in_round && in_range(&kv.key, &w.key, &w.end)
-                        && !(is_put && w.no_put) && !(!is_put && w.no_delete)
+                    kv.mod_revision >= w.next
+                        && in_round
+                        && in_range(&kv.key, &w.key, &w.end)
+                        && !(is_put && w.no_put)
+                        && (is_put || !w.no_delete)
                 })
-                .map(|e| if w.prev_kv { e.clone() } else { Event { prev_kv: None, ..e.clone() } })
+                .map(|e| {
+                    if w.prev_kv {
+                        e.clone()
+                    } else {
+                        Event {
+                            prev_kv: None,
+                            ..e.clone()
+                        }
+                    }
+                })
                 .collect();
             w.next = if full { reached } else { current + 1 };
             if !mine.is_empty() {
-                send(out, WatchResponse { header: store.header(current), watch_id: *id, events: mine, ..Default::default() }).await?;
+                send(
+                    out,
+                    WatchResponse {
+                        header: store.header(current),
+                        watch_id: *id,
+                        events: mine,
+                        ..Default::default()
+                    },
+                )
+                .await?;
             }
         }
         if !full {
