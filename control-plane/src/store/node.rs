@@ -197,11 +197,24 @@ impl Loop {
                 next_tick = now + TICK;
                 self.on_tick(now);
             }
-            if let Err(e) = self.on_ready() {
-                // A storage failure leaves Raft state unknown: stopping is the only safe move.
-                error!(error = %e, "raft storage failed; stopping the member");
+            // Advancing can make more work ready (say, entries committed by the append just
+            // persisted); handle it now rather than at the next message or tick.
+            for _ in 0..4 {
+                if !self.node.has_ready() {
+                    break;
+                }
+                if let Err(e) = self.on_ready() {
+                    // A storage failure leaves Raft state unknown: stopping is the only safe move.
+                    error!(error = %e, "raft storage failed; stopping the member");
+                    self.fail_all(StoreError::Stopped);
+                    self.shared.status.send_modify(|s| s.removed = true);
+                    return;
+                }
+            }
+            if self.shared.status.borrow().removed {
+                // A removed member's heartbeats could hold off the election of a new leader.
+                info!("stopping raft: this member is no longer part of the cluster");
                 self.fail_all(StoreError::Stopped);
-                self.shared.status.send_modify(|s| s.removed = true);
                 return;
             }
             // Proposals must never be made between `ready()` and `advance()`.
@@ -385,9 +398,6 @@ impl Loop {
     }
 
     fn on_ready(&mut self) -> Result<(), StoreError> {
-        if !self.node.has_ready() {
-            return Ok(());
-        }
         let mut ready = self.node.ready();
         if let Some(ss) = ready.ss() {
             self.on_soft_state(ss.leader_id, ss.raft_state);
