@@ -160,18 +160,15 @@ fn wait_serializable_has(
     rt.block_on(async {
         let mut c = kv_client(url, Duration::from_secs(2));
         let deadline = Instant::now() + timeout;
-        let mut last = String::from("never asked");
         loop {
-            match c.range(get_req(key, true)).await {
+            let last = match c.range(get_req(key, true)).await {
                 Ok(r) if !r.get_ref().kvs.is_empty() => return Ok(()),
-                Ok(r) => {
-                    last = format!(
-                        "absent at revision {:?}",
-                        r.get_ref().header.as_ref().map(|h| h.revision)
-                    )
-                }
-                Err(e) => last = e.to_string(),
-            }
+                Ok(r) => format!(
+                    "absent at revision {:?}",
+                    r.get_ref().header.as_ref().map(|h| h.revision)
+                ),
+                Err(e) => e.to_string(),
+            };
             if Instant::now() >= deadline {
                 return Err(format!(
                     "{key:?} not served by {url} within {timeout:?}: {last}"
@@ -449,4 +446,423 @@ fn linearizable_under_kills_and_partitions() {
         ),
         v => panic!("{v}"),
     }
+}
+
+// ---------------------------------------------------------------------------
+// 3. membership: grow 1 -> 3 through learners, then remove one
+// ---------------------------------------------------------------------------
+
+/// `(name, is_learner)` of every member in `etcdctl member list -w json`.
+fn member_list(c: &Cluster) -> Result<Vec<(String, bool)>, String> {
+    let out = c.etcdctl(&["member", "list", "-w", "json"]);
+    if !out.status.success() {
+        return Err(describe(&out));
+    }
+    let text = stdout_str(&out);
+    let json = Json::parse(text.trim()).map_err(|e| format!("{e}: {text}"))?;
+    let members = json
+        .get("members")
+        .and_then(Json::as_array)
+        .ok_or_else(|| format!("no members in {text}"))?;
+    Ok(members
+        .iter()
+        .map(|m| {
+            (
+                m.get("name")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                m.get("isLearner").and_then(Json::as_bool).unwrap_or(false),
+            )
+        })
+        .collect())
+}
+
+#[test]
+fn membership_grow_learner_promote_remove() {
+    let name = "membership_grow_learner_promote_remove";
+    if !require_tool(name, "etcdctl") {
+        return;
+    }
+    let mut c = Cluster::start(1, ClusterOptions::default().label(name));
+    c.wait_healthy(Duration::from_secs(30));
+    let rt = runtime();
+    let voters = Arc::new(Mutex::new(urls(&c, &[0])));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(
+        &rt,
+        0,
+        "g".into(),
+        voters.clone(),
+        acked.clone(),
+        stop.clone(),
+    );
+    let progress = |min_more: usize, what: &str| {
+        let base = acked.lock().unwrap().len();
+        assert!(
+            wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+                acked.lock().unwrap().len() >= base + min_more
+            }),
+            "writes stalled {what} ({} acked)",
+            acked.lock().unwrap().len()
+        );
+    };
+    progress(20, "at start");
+
+    for (idx, m) in [(1usize, "m1"), (2, "m2")] {
+        let i = c.add_member(m, true);
+        assert_eq!(i, idx);
+        // The learner has caught up once it serves the latest acknowledged key.
+        let last = acked.lock().unwrap().last().cloned().unwrap();
+        let url = c.member(i).client_url.clone();
+        if let Err(e) = wait_serializable_has(&rt, &url, &last, Duration::from_secs(20)) {
+            panic!("learner {m} did not catch up: {e}");
+        }
+        let res = wait_for(Duration::from_secs(20), Duration::from_millis(300), || {
+            let out = c.promote(i);
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(describe(&out))
+            }
+        });
+        if let Err(e) = res {
+            panic!("promoting {m}: {e}");
+        }
+        voters.lock().unwrap().push(url);
+        c.wait_healthy(Duration::from_secs(30));
+        progress(20, &format!("after promoting {m}"));
+    }
+    let list = member_list(&c).expect("member list");
+    assert_eq!(list.len(), 3, "member list: {list:?}");
+    assert!(list.iter().all(|(_, l)| !l), "a learner is left: {list:?}");
+
+    // Remove m2 (whatever its role), keep writing through m0 and m1.
+    *voters.lock().unwrap() = urls(&c, &[0, 1]);
+    c.remove_member(2);
+    c.kill(2);
+    c.wait_healthy(Duration::from_secs(30));
+    progress(20, "after removing m2");
+    let list = wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        let l = member_list(&c)?;
+        if l.len() == 2 {
+            Ok(l)
+        } else {
+            Err(format!("{l:?}"))
+        }
+    })
+    .expect("member list shows 2 members");
+    assert!(list.iter().all(|(n, _)| n != "m2"), "{list:?}");
+
+    stop.store(true, Ordering::Relaxed);
+    let (n, errors) = rt.block_on(writer).expect("writer");
+    let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    let present = rt.block_on(async {
+        let mut clients: Vec<Kv> = urls(&c, &[0, 1])
+            .iter()
+            .map(|u| kv_client(u, Duration::from_secs(3)))
+            .collect();
+        keys_with_prefix(&mut clients, "g").await
+    });
+    let missing: Vec<&String> = acked.difference(&present).collect();
+    eprintln!(
+        "[{name}] {n} writes acked ({errors} client errors), {} present, {} missing; final members {list:?}",
+        present.len(),
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing: {:?}",
+        &missing[..missing.len().min(20)]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. a member restarted after the log was compacted catches up by snapshot
+// ---------------------------------------------------------------------------
+
+fn count_in_log(path: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.matches(needle).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn lagging_member_catches_up_by_snapshot() {
+    let name = "lagging_member_catches_up_by_snapshot";
+    if !require_tool(name, "etcdctl") {
+        return;
+    }
+    let mut c = Cluster::start(3, ClusterOptions::default().snapshot_count(50).label(name));
+    let leader = c.wait_healthy(Duration::from_secs(30));
+    let lagging = (leader + 1) % 3;
+    let live: Vec<usize> = (0..3).filter(|&i| i != lagging).collect();
+    c.kill(lagging);
+
+    // Far more entries than the snapshot interval, so the leader compacts its log past the
+    // stopped member's last index.
+    let rt = runtime();
+    let written = rt.block_on(async {
+        let mut clients: Vec<Kv> = urls(&c, &live)
+            .iter()
+            .map(|u| kv_client(u, Duration::from_secs(3)))
+            .collect();
+        let mut written = Vec::new();
+        let mut n = 0usize;
+        while written.len() < 600 {
+            let key = format!("s{:04}", written.len());
+            let k = n % clients.len();
+            n += 1;
+            if clients[k].put(put_req(&key, vec![b'x'; 512])).await.is_ok() {
+                written.push(key);
+            } else {
+                assert!(n < 10_000, "writes keep failing with one member down");
+            }
+        }
+        written
+    });
+
+    let log = c.member(lagging).log_path.clone();
+    let before = count_in_log(&log, "applying snapshot from leader");
+    c.restart(lagging);
+    let url = c.member(lagging).client_url.clone();
+    let last = written.last().unwrap().clone();
+    if let Err(e) = wait_serializable_has(&rt, &url, &last, Duration::from_secs(30)) {
+        panic!("restarted member did not catch up: {e}");
+    }
+    let after = count_in_log(&log, "applying snapshot from leader");
+    assert!(
+        after > before,
+        "m{lagging} caught up without installing a snapshot; the log was not compacted past it"
+    );
+    // Everything is there, served by the caught-up member alone.
+    let count = rt.block_on(async {
+        let mut kv = kv_client(&url, Duration::from_secs(3));
+        kv.range(prefix_req("s", true, true))
+            .await
+            .expect("count on the caught-up member")
+            .into_inner()
+            .count
+    });
+    assert_eq!(
+        count,
+        written.len() as i64,
+        "keys on m{lagging} after the snapshot"
+    );
+    // And it takes part in consensus again: the cluster survives losing another member.
+    c.kill(live[0]);
+    rt.block_on(async {
+        let mut kv = kv_client(&url, Duration::from_secs(3));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match kv.put(put_req("after-snapshot", "y")).await {
+                Ok(_) => break,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("no write with the caught-up member in the quorum: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 5. bad input gets a clean error and applies nothing
+// ---------------------------------------------------------------------------
+
+fn txn_put(key: &str, value: &str) -> RequestOp {
+    RequestOp {
+        request: Some(OpRequest::RequestPut(put_req(key, value))),
+    }
+}
+
+/// The header revision and the number of keys under "bad", read linearizably.
+async fn store_state(kv: &mut Kv) -> (i64, i64) {
+    let r = kv
+        .range(prefix_req("bad", false, true))
+        .await
+        .expect("range")
+        .into_inner();
+    (r.header.map(|h| h.revision).unwrap_or(-1), r.count)
+}
+
+fn expect_rejected<T: std::fmt::Debug>(
+    what: &str,
+    res: Result<tonic::Response<T>, tonic::Status>,
+    code: Code,
+    message: &str,
+) {
+    match res {
+        Ok(r) => panic!("{what}: accepted: {r:?}"),
+        Err(st) => {
+            assert_eq!(st.code(), code, "{what}: {st:?}");
+            assert!(
+                st.message().contains(message),
+                "{what}: message {:?} lacks {message:?}",
+                st.message()
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_rejected_cleanly() {
+    let name = "bad_input_is_rejected_cleanly";
+    if !require_tool(name, "etcdctl") {
+        return;
+    }
+    let mut c = Cluster::start(3, ClusterOptions::default().label(name));
+    let leader = c.wait_healthy(Duration::from_secs(30));
+    let rt = runtime();
+    let follower = (leader + 1) % 3;
+    let url = c.member(follower).client_url.clone();
+    rt.block_on(async {
+        let mut kv = kv_client(&url, Duration::from_secs(10));
+        kv.put(put_req("bad/seed", "ok")).await.expect("seed put");
+        let start = store_state(&mut kv).await;
+
+        let limit = 3 * 1024 * 1024 / 2;
+        expect_rejected(
+            "value over 1.5 MiB",
+            kv.put(put_req("bad/big", vec![b'x'; limit + 1024])).await,
+            Code::InvalidArgument,
+            "request is too large",
+        );
+        let huge = kv.put(put_req("bad/huge", vec![b'x'; 8 * limit])).await;
+        assert!(huge.is_err(), "a 12 MiB value was accepted");
+
+        expect_rejected(
+            "empty key",
+            kv.put(put_req("", "v")).await,
+            Code::InvalidArgument,
+            "key is not provided",
+        );
+
+        // Compare on VALUE carrying a version: etcd clients never send it, but a raw one can.
+        let malformed = TxnRequest {
+            compare: vec![Compare {
+                key: b"bad/seed".to_vec(),
+                target: CompareTarget::Value as i32,
+                result: CompareResult::Equal as i32,
+                target_union: Some(TargetUnion::Version(1)),
+                ..Default::default()
+            }],
+            success: vec![txn_put("bad/from-malformed", "x")],
+            failure: vec![txn_put("bad/from-malformed", "y")],
+        };
+        expect_rejected(
+            "malformed compare",
+            kv.txn(malformed).await,
+            Code::InvalidArgument,
+            "malformed compare",
+        );
+        let unknown_target = TxnRequest {
+            compare: vec![Compare {
+                key: b"bad/seed".to_vec(),
+                target: 42,
+                result: CompareResult::Equal as i32,
+                target_union: Some(TargetUnion::Version(1)),
+                ..Default::default()
+            }],
+            success: vec![txn_put("bad/from-unknown", "x")],
+            ..Default::default()
+        };
+        expect_rejected(
+            "unknown compare target",
+            kv.txn(unknown_target).await,
+            Code::InvalidArgument,
+            "compare target",
+        );
+
+        // One bad op among good ones rejects the whole transaction.
+        let partly_bad = TxnRequest {
+            success: vec![
+                txn_put("bad/first", "1"),
+                txn_put("", "2"),
+                txn_put("bad/third", "3"),
+            ],
+            ..Default::default()
+        };
+        expect_rejected(
+            "txn with an empty key",
+            kv.txn(partly_bad).await,
+            Code::InvalidArgument,
+            "key is not provided",
+        );
+        let too_many = TxnRequest {
+            success: (0..129)
+                .map(|i| txn_put(&format!("bad/op{i}"), "x"))
+                .collect(),
+            ..Default::default()
+        };
+        expect_rejected(
+            "129 ops",
+            kv.txn(too_many).await,
+            Code::InvalidArgument,
+            "too many operations in txn request",
+        );
+        let duplicate = TxnRequest {
+            success: vec![txn_put("bad/dup", "1"), txn_put("bad/dup", "2")],
+            ..Default::default()
+        };
+        expect_rejected(
+            "duplicate key",
+            kv.txn(duplicate).await,
+            Code::InvalidArgument,
+            "duplicate key",
+        );
+
+        assert_eq!(
+            store_state(&mut kv).await,
+            start,
+            "(revision, keys under bad/) changed after rejected requests"
+        );
+        // The member still works.
+        kv.put(put_req("bad/after", "ok"))
+            .await
+            .expect("put after bad input");
+    });
+
+    // A member that has lost quorum refuses writes and applies nothing.
+    let others: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+    for &i in &others {
+        c.kill(i);
+    }
+    rt.block_on(async {
+        let mut kv = kv_client(&url, Duration::from_secs(15));
+        let before = kv
+            .range(prefix_req("bad", true, true))
+            .await
+            .expect("serializable count")
+            .into_inner();
+        let t = Instant::now();
+        let res = kv.put(put_req("bad/no-quorum", "x")).await;
+        let err = res.expect_err("a put without quorum was acknowledged");
+        assert!(
+            err.message().starts_with("etcdserver:"),
+            "want an etcdserver error without quorum, got {err:?}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the error took {:?}",
+            t.elapsed()
+        );
+        let after = kv
+            .range(prefix_req("bad", true, true))
+            .await
+            .expect("serializable count")
+            .into_inner();
+        assert_eq!(after.count, before.count, "a refused write became visible");
+        assert_eq!(
+            after.header.map(|h| h.revision),
+            before.header.map(|h| h.revision),
+            "the revision moved without quorum"
+        );
+        let get = kv.range(get_req("bad/seed", false)).await;
+        assert!(
+            get.is_err(),
+            "a linearizable read succeeded without quorum: {get:?}"
+        );
+    });
 }

@@ -548,7 +548,13 @@ impl Loop {
                 return self.mvcc.apply_noop(e.index, e.term);
             }
         };
-        let ctx = MemberContext::decode(cc.get_context()).unwrap_or_default();
+        // RawNode carries the proposal's context on the entry; a V1 change carries it inside.
+        let raw_ctx = if e.context.is_empty() {
+            cc.get_context()
+        } else {
+            &e.context[..]
+        };
+        let ctx = MemberContext::decode(raw_ctx).unwrap_or_default();
         let cs_bytes = cs.write_to_bytes().unwrap_or_default();
         for change in cc.get_changes() {
             let id = change.node_id;

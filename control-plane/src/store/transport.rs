@@ -26,6 +26,8 @@ const PEER_QUEUE: usize = 4096;
 const MAX_BATCH: usize = 512;
 /// Largest message on the peer stream; snapshots travel whole.
 pub const MAX_PEER_MESSAGE: usize = 1 << 30;
+/// HTTP/2 flow-control window for peer streams; the 64 KiB default throttles append batches.
+pub const PEER_WINDOW: u32 = 16 << 20;
 
 struct Peer {
     url: String,
@@ -125,7 +127,9 @@ pub fn connect(url: &str, local_ip: Option<IpAddr>) -> Result<Channel, tonic::tr
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2))
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(PEER_WINDOW)
+        .initial_connection_window_size(PEER_WINDOW * 2);
     Ok(match local_ip {
         Some(ip) => {
             ep.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| connect_from(ip, uri)))

@@ -15,7 +15,7 @@ use skiff_proto::raft::raft_transport_server::RaftTransportServer;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 
-use super::transport::MAX_PEER_MESSAGE;
+use super::transport::{MAX_PEER_MESSAGE, PEER_WINDOW};
 use super::Store;
 
 /// gRPC frames may exceed the request limit by this much, so an oversized request reaches the
@@ -27,6 +27,8 @@ pub fn client_services(store: &Store) -> Router {
     let max = store.max_request_bytes() + GRPC_OVERHEAD;
     Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(8 << 20)
         .add_service(KvServer::new(kv::KvApi::new(store.clone())).max_decoding_message_size(max))
         .add_service(
             WatchServer::new(watch::WatchApi::new(store.clone())).max_decoding_message_size(max),
@@ -41,9 +43,12 @@ pub fn client_services(store: &Store) -> Router {
 
 /// The member-to-member service.
 pub fn peer_services(store: &Store) -> Router {
-    Server::builder().add_service(
-        RaftTransportServer::new(peer::PeerApi::new(store.clone()))
-            .max_decoding_message_size(MAX_PEER_MESSAGE)
-            .max_encoding_message_size(MAX_PEER_MESSAGE),
-    )
+    Server::builder()
+        .initial_stream_window_size(PEER_WINDOW)
+        .initial_connection_window_size(PEER_WINDOW * 2)
+        .add_service(
+            RaftTransportServer::new(peer::PeerApi::new(store.clone()))
+                .max_decoding_message_size(MAX_PEER_MESSAGE)
+                .max_encoding_message_size(MAX_PEER_MESSAGE),
+        )
 }
