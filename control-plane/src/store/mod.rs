@@ -10,6 +10,7 @@
 pub mod api;
 pub mod backup;
 pub mod error;
+pub mod index;
 pub mod keys;
 pub mod lease;
 pub mod mvcc;

@@ -1,12 +1,18 @@
 //! The replicated state machine: an etcd-style multi-version key-value store on sled.
 //!
 //! Every member applies the same committed commands in the same order, so everything here is
-//! deterministic. Each applied Raft entry becomes one atomic sled batch carrying the applied
-//! index, so after a crash the state is exactly "all entries up to the recorded index" and the
-//! write-ahead log replays the rest.
+//! deterministic. Each revision is one sled row holding every change made at it (a put is one
+//! row of one key-value; a transaction or a ranged delete, one row of many). The in-memory
+//! [`Index`] says which revision holds each key's value, now or in the past.
+//!
+//! Committed entries are applied in groups (see [`ApplyGroup`]): one atomic sled batch carries
+//! a group's rows together with the applied index, so after a crash the state is exactly "all
+//! entries up to the recorded index" and the write-ahead log replays the rest.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use parking_lot::RwLock;
 use prost::Message;
 use skiff_proto::etcdserverpb::{
     self as pb, compare, request_op, response_op, Compare, DeleteRangeRequest, DeleteRangeResponse,
@@ -17,12 +23,17 @@ use skiff_proto::mvccpb::{event::EventType, Event, KeyValue};
 use skiff_proto::store::{command::Op, Command, MemberAttributes};
 
 use super::error::StoreError;
+use super::index::{Index, Version};
 use super::keys::{self, Rev};
 
 /// etcd's default limit on operations in one transaction branch.
 pub const MAX_TXN_OPS: usize = 128;
 /// Shortest lease etcd grants with a one-second election timeout.
 pub const MIN_LEASE_TTL: i64 = 2;
+/// Most key changes a group holds before it goes to sled, which bounds its memory.
+const MAX_GROUP_CHANGES: usize = 64 * 1024;
+/// How often a read retries when a concurrent compaction removed a row it was about to read.
+const READ_ATTEMPTS: usize = 3;
 
 /// What applying one command produced, handed back to the member that proposed it.
 #[derive(Debug, Clone)]
@@ -44,13 +55,17 @@ pub enum MemberChange {
     Remove(u64),
 }
 
-/// The multi-version store. Cheap to clone: readers share the sled tree with the applier.
+/// The multi-version store. Cheap to clone: readers share the sled tree and the index with the
+/// applier.
 #[derive(Clone)]
 pub struct Mvcc {
     tree: sled::Tree,
     db: sled::Db,
     /// sled does not expose its directory, and `make_durable` must fsync the files in it.
-    dir: std::sync::Arc<std::path::Path>,
+    dir: Arc<std::path::Path>,
+    /// Updated only after the rows it points to are in sled, so readers never see a dangling
+    /// version; its revision is the one readers report.
+    index: Arc<RwLock<Index>>,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -65,6 +80,46 @@ fn get_i64(tree: &sled::Tree, key: &[u8]) -> Result<i64, StoreError> {
         .get(key)?
         .and_then(|v| v.as_ref().try_into().ok().map(i64::from_be_bytes))
         .unwrap_or(0))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Storage(format!("corrupt revision row: {what}"))
+}
+
+/// A revision row: each change as a length-prefixed `KeyValue` (version 0 marks a deletion),
+/// in sub-revision order.
+fn encode_row(kvs: &[KeyValue]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(kvs.iter().map(|kv| kv.encoded_len() + 4).sum());
+    for kv in kvs {
+        out.extend_from_slice(&(kv.encoded_len() as u32).to_le_bytes());
+        kv.encode(&mut out).unwrap_or_default();
+    }
+    out
+}
+
+/// The encoded key-values of a revision row, in sub-revision order.
+fn row_parts(mut row: &[u8]) -> impl Iterator<Item = Result<&[u8], StoreError>> {
+    std::iter::from_fn(move || {
+        if row.is_empty() {
+            return None;
+        }
+        let Some((len, rest)) = row.split_first_chunk::<4>() else {
+            row = &[];
+            return Some(Err(corrupt("truncated length")));
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            row = &[];
+            return Some(Err(corrupt("truncated key-value")));
+        }
+        let (part, rest) = rest.split_at(len);
+        row = rest;
+        Some(Ok(part))
+    })
+}
+
+fn decode_kv(v: &[u8]) -> Result<KeyValue, StoreError> {
+    KeyValue::decode(v).map_err(|e| StoreError::Storage(format!("corrupt key-value: {e}")))
 }
 
 /// Checks what etcd checks before proposing, so nothing malformed is ever replicated.
@@ -165,39 +220,78 @@ pub fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
 }
 
 impl Mvcc {
-    /// Opens (or creates) the state machine's sled database in `dir`.
+    /// Opens (or creates) the state machine's sled database in `dir` and indexes it.
     pub fn open(dir: &std::path::Path) -> Result<Mvcc, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(64 << 20)
             .mode(sled::Mode::HighThroughput)
             .open()?;
-        Ok(Mvcc {
+        let m = Mvcc {
             tree: db.open_tree("state")?,
             db,
             dir: dir.into(),
-        })
+            index: Arc::default(),
+        };
+        m.load_index()?;
+        Ok(m)
+    }
+
+    /// Rebuilds the index from the stored revision rows.
+    fn load_index(&self) -> Result<(), StoreError> {
+        let mut ix = Index::default();
+        ix.revision = self.applied_meta()?.1;
+        ix.compacted = get_i64(&self.tree, keys::META_COMPACTED)?;
+        // A group is written row by row with the applied index last, so a crash can leave rows
+        // of revisions that were never recorded as applied. The log replays those entries, and
+        // they must find no trace of their first attempt.
+        let torn = keys::revision_row(ix.revision + 1).to_vec()..vec![keys::REVISION + 1];
+        for item in self.tree.range(torn) {
+            self.tree.remove(item?.0)?;
+        }
+        for item in self.tree.scan_prefix([keys::REVISION]) {
+            let (row, value) = item?;
+            let main = keys::parse_revision_row(&row).ok_or_else(|| corrupt("bad row key"))?;
+            for (sub, part) in row_parts(&value).enumerate() {
+                let kv = decode_kv(part?)?;
+                let rev = Rev {
+                    main,
+                    sub: sub as u32,
+                };
+                ix.record(&kv.key, Version::of(&kv, rev));
+            }
+        }
+        *self.index.write() = ix;
+        Ok(())
     }
 
     /// The newest revision of the keyspace.
     pub fn revision(&self) -> Result<i64, StoreError> {
-        Ok(get_i64(&self.tree, keys::META_REVISION)?.max(1))
+        Ok(self.index.read().revision.max(1))
     }
 
     /// The revision below which history is gone.
     pub fn compacted(&self) -> Result<i64, StoreError> {
-        get_i64(&self.tree, keys::META_COMPACTED)
+        Ok(self.index.read().compacted)
     }
 
     /// The last applied Raft entry as (index, term).
     pub fn applied(&self) -> Result<(u64, u64), StoreError> {
-        Ok(match self.tree.get(keys::META_APPLIED)? {
-            Some(v) if v.len() == 16 => (
-                u64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
-                u64::from_be_bytes(v[8..].try_into().unwrap_or_default()),
-            ),
-            _ => (0, 0),
-        })
+        Ok(self.applied_meta()?.0)
+    }
+
+    /// The applied (index, term) and the revision it brought the keyspace to, which one row
+    /// records together so they cannot disagree after a crash.
+    fn applied_meta(&self) -> Result<((u64, u64), i64), StoreError> {
+        let v = self.tree.get(keys::META_APPLIED)?;
+        let word = |i: usize| -> u64 {
+            v.as_ref()
+                .and_then(|v| v.get(i * 8..i * 8 + 8))
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0)
+        };
+        Ok(((word(0), word(1)), (word(2) as i64).max(1)))
     }
 
     /// The Raft configuration as of the applied index, encoded as raft's `ConfState`.
@@ -227,38 +321,30 @@ impl Mvcc {
             b.insert(keys::member_row(m.id), m.encode_to_vec());
         }
         b.insert(keys::META_CLUSTER_ID, &(cluster_id as i64).to_be_bytes());
-        b.insert(keys::META_REVISION, &1i64.to_be_bytes());
         b.insert(keys::META_CONF_STATE, conf_state);
-        b.insert(keys::META_APPLIED, &applied_bytes(applied));
+        b.insert(keys::META_APPLIED, &applied_bytes(applied, 1));
         self.tree.apply_batch(b)?;
-        Ok(())
+        self.load_index()
     }
 
     /// Records an entry that changes nothing (a leader's empty entry).
     pub fn apply_noop(&self, index: u64, term: u64) -> Result<(), StoreError> {
-        self.tree
-            .insert(keys::META_APPLIED, &applied_bytes((index, term)))?;
+        self.tree.insert(
+            keys::META_APPLIED,
+            &applied_bytes((index, term), self.revision()?),
+        )?;
         Ok(())
     }
 
-    /// Applies a committed command. A deterministic rejection (say, an unknown lease) is
-    /// returned as an error but still advances the applied index, on every member alike.
+    /// Applies one committed command on its own. A deterministic rejection (say, an unknown
+    /// lease) is returned as an error but still advances the applied index, on every member.
     pub fn apply(&self, index: u64, term: u64, cmd: &Command) -> Result<Applied, StoreError> {
-        let mut w = Writer::new(self)?;
-        let result = w.apply(cmd);
-        match result {
-            Ok(applied) => {
-                w.commit(index, term)?;
-                Ok(applied)
-            }
-            Err(e) => {
-                self.apply_noop(index, term)?;
-                Err(e)
-            }
-        }
+        let mut group = ApplyGroup::new(self)?;
+        let result = group.apply(index, term, cmd);
+        group.flush()?;
+        result
     }
 
-    /// Applies a committed membership change together with the new Raft configuration.
     pub fn apply_member_change(
         &self,
         index: u64,
@@ -278,7 +364,10 @@ impl Mvcc {
             MemberChange::Remove(id) => b.remove(keys::member_row(*id)),
         }
         b.insert(keys::META_CONF_STATE, conf_state);
-        b.insert(keys::META_APPLIED, &applied_bytes((index, term)));
+        b.insert(
+            keys::META_APPLIED,
+            &applied_bytes((index, term), self.revision()?),
+        );
         self.tree.apply_batch(b)?;
         Ok(())
     }
@@ -324,172 +413,190 @@ impl Mvcc {
 
     /// Keys attached to a lease.
     pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let prefix = keys::lease_key_row(id, b"");
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(&prefix) {
-            let (k, _) = item?;
-            out.push(k[prefix.len()..].to_vec());
-        }
-        Ok(out)
+        Ok(self.index.read().lease_keys(id))
     }
 
-    fn current(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
-        Ok(match self.tree.get(keys::prefixed(keys::CURRENT, key))? {
-            Some(v) => Some(decode_kv(&v)?),
-            None => None,
-        })
-    }
-
-    /// Current key-values in `[key, end)`, in key order.
-    fn scan_current(&self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        if end.is_empty() {
-            return Ok(self.current(key)?.into_iter().collect());
-        }
-        let start = keys::prefixed(keys::CURRENT, key);
-        let stop = if end == [0] {
-            vec![keys::CURRENT + 1]
-        } else {
-            keys::prefixed(keys::CURRENT, end)
+    /// The key-value stored at `rev`, or None if its row is gone (compacted meanwhile).
+    fn fetch(&self, rev: Rev) -> Result<Option<KeyValue>, StoreError> {
+        let Some(row) = self.tree.get(keys::revision_row(rev.main))? else {
+            return Ok(None);
         };
-        if start >= stop {
-            return Ok(Vec::new());
+        let part = row_parts(&row).nth(rev.sub as usize);
+        match part {
+            Some(part) => Ok(Some(decode_kv(part?)?)),
+            None => Ok(None),
         }
-        let mut out = Vec::new();
-        for item in self.tree.range(start..stop) {
-            let (_, v) = item?;
-            out.push(decode_kv(&v)?);
-        }
-        Ok(out)
     }
 
-    /// Key-values in `[key, end)` as they were at revision `rev`.
-    fn scan_at(&self, key: &[u8], end: &[u8], rev: i64) -> Result<Vec<KeyValue>, StoreError> {
-        let (start, stop) = if end.is_empty() {
-            let p = keys::history_key_prefix(key);
-            let stop = keys::prefix_end(&p).unwrap_or_else(|| vec![keys::HISTORY + 1]);
-            (p, stop)
-        } else if end == [0] {
-            (keys::history_bound(key), vec![keys::HISTORY + 1])
-        } else {
-            (keys::history_bound(key), keys::history_bound(end))
-        };
-        if start >= stop {
-            return Ok(Vec::new());
-        }
-        let mut out: Vec<KeyValue> = Vec::new();
-        let mut last_key: Option<Vec<u8>> = None;
-        let mut latest: Option<KeyValue> = None;
-        for item in self.tree.range(start..stop) {
-            let (row, v) = item?;
-            let Some((k, r)) = keys::parse_history_row(&row) else {
-                continue;
-            };
-            if last_key.as_deref() != Some(&k) {
-                out.extend(latest.take().filter(|kv| kv.version > 0));
-                last_key = Some(k);
-            }
-            if r.main <= rev {
-                latest = Some(decode_kv(&v)?);
+    /// Fills in the values of `items` that only carry metadata. None if a row vanished.
+    fn load_values(&self, items: Vec<Item>) -> Result<Option<Vec<KeyValue>>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item.stored {
+                None => out.push(item.kv),
+                Some(rev) => match self.fetch(rev)? {
+                    Some(kv) => out.push(kv),
+                    None => return Ok(None),
+                },
             }
         }
-        out.extend(latest.filter(|kv| kv.version > 0));
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Serves a Range from this member's state; the caller decides whether that is linearizable.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
         validate_key(&req.key)?;
-        let current = self.revision()?;
-        let kvs = self.read_range(req, current, None)?;
-        Ok(finish_range(req, kvs, current))
+        for _ in 0..READ_ATTEMPTS {
+            let (current, items) = {
+                let ix = self.index.read();
+                let current = ix.revision.max(1);
+                (current, select(&ix, req, current)?)
+            };
+            if let Some(resp) = self.finish_range(req, items, current)? {
+                return Ok(resp);
+            }
+        }
+        Err(StoreError::Storage(
+            "range kept racing with compaction".into(),
+        ))
     }
 
-    fn read_range(
+    /// Filters, counts, sorts and limits on metadata, then loads only the values it returns.
+    /// None if a row vanished under it.
+    fn finish_range(
         &self,
         req: &RangeRequest,
-        current: i64,
-        overlay: Option<&BTreeMap<Vec<u8>, Option<KeyValue>>>,
-    ) -> Result<Vec<KeyValue>, StoreError> {
-        if req.revision > current {
-            return Err(StoreError::FutureRevision);
+        mut items: Vec<Item>,
+        revision: i64,
+    ) -> Result<Option<RangeResponse>, StoreError> {
+        items.retain(|it| {
+            let kv = &it.kv;
+            (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
+                && (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
+                && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
+                && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
+        });
+        let count = items.len() as i64;
+        if req.count_only {
+            return Ok(Some(RangeResponse {
+                header: header(revision),
+                kvs: vec![],
+                more: false,
+                count,
+            }));
         }
-        if req.revision > 0 && req.revision < current {
-            let compacted = self.compacted()?;
-            if req.revision < compacted {
-                return Err(StoreError::Compacted {
-                    compact_revision: compacted,
-                });
+        let by_value = req.sort_target == pb::range_request::SortTarget::Value as i32;
+        let mut more = false;
+        let mut kvs = if by_value {
+            let Some(mut kvs) = self.load_values(items)? else {
+                return Ok(None);
+            };
+            sort_kvs(&mut kvs, req.sort_target, req.sort_order);
+            kvs
+        } else {
+            let mut metas: Vec<KeyValue> = Vec::with_capacity(items.len());
+            let mut stored = Vec::with_capacity(items.len());
+            for it in items {
+                stored.push((it.kv.key.clone(), it.stored, it.kv.value.clone()));
+                metas.push(it.kv);
             }
-            return self.scan_at(&req.key, &req.range_end, req.revision);
-        }
-        let mut kvs = self.scan_current(&req.key, &req.range_end)?;
-        if let Some(overlay) = overlay {
-            let mut merged: BTreeMap<Vec<u8>, KeyValue> =
-                kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
-            for (k, v) in overlay {
-                if in_range(k, &req.key, &req.range_end) {
-                    match v {
-                        Some(kv) => merged.insert(k.clone(), kv.clone()),
-                        None => merged.remove(k),
-                    };
-                }
+            sort_kvs(&mut metas, req.sort_target, req.sort_order);
+            let by_key: BTreeMap<Vec<u8>, (Option<Rev>, Vec<u8>)> =
+                stored.into_iter().map(|(k, r, v)| (k, (r, v))).collect();
+            if req.limit > 0 && metas.len() > req.limit as usize {
+                metas.truncate(req.limit as usize);
+                more = true;
             }
-            kvs = merged.into_values().collect();
+            if req.keys_only {
+                metas
+            } else {
+                let items = metas
+                    .into_iter()
+                    .map(|kv| {
+                        let (stored, value) = by_key.get(&kv.key).cloned().unwrap_or_default();
+                        Item {
+                            kv: KeyValue { value, ..kv },
+                            stored,
+                        }
+                    })
+                    .collect();
+                let Some(kvs) = self.load_values(items)? else {
+                    return Ok(None);
+                };
+                kvs
+            }
+        };
+        if req.limit > 0 && kvs.len() > req.limit as usize {
+            kvs.truncate(req.limit as usize);
+            more = true;
         }
-        Ok(kvs)
+        if req.keys_only {
+            for kv in &mut kvs {
+                kv.value.clear();
+            }
+        }
+        Ok(Some(RangeResponse {
+            header: header(revision),
+            kvs,
+            more,
+            count,
+        }))
     }
 
-    /// Events with revisions in `[from, to]`, oldest first, at most `limit` of them.
+    /// Events with revisions in `[from, to]`, oldest first, whole revisions only, stopping once
+    /// at least `limit` are collected. `with_prev` fills in each event's previous key-value.
     /// Fails with `Compacted` when `from` is below the compaction point.
-    pub fn events(&self, from: i64, to: i64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    pub fn events(
+        &self,
+        from: i64,
+        to: i64,
+        limit: usize,
+        with_prev: bool,
+    ) -> Result<Vec<Event>, StoreError> {
         let compacted = self.compacted()?;
         if from < compacted {
             return Err(StoreError::Compacted {
                 compact_revision: compacted,
             });
         }
-        let start = keys::event_row(Rev { main: from, sub: 0 });
-        let stop = keys::event_row(Rev {
-            main: to + 1,
-            sub: 0,
-        });
         let mut out = Vec::new();
-        for item in self.tree.range(start..stop) {
+        for item in self
+            .tree
+            .range(keys::revision_row(from)..keys::revision_row(to.saturating_add(1)))
+        {
             if out.len() >= limit {
                 break;
             }
-            let (row, key) = item?;
-            let Some(rev) = Rev::decode(&row[1..]) else {
-                continue;
-            };
-            if let Some(ev) = self.event_at(&key, rev)? {
-                out.push(ev);
+            let (row, value) = item?;
+            let main = keys::parse_revision_row(&row).ok_or_else(|| corrupt("bad row key"))?;
+            for (sub, part) in row_parts(&value).enumerate() {
+                let kv = decode_kv(part?)?;
+                let prev_kv = if with_prev {
+                    let rev = Rev {
+                        main,
+                        sub: sub as u32,
+                    };
+                    let prev = self.index.read().previous(&kv.key, rev);
+                    match prev {
+                        Some(p) => self.fetch(p.rev)?,
+                        None => None,
+                    }
+                } else {
+                    None
+                };
+                let ty = if kv.version == 0 {
+                    EventType::Delete
+                } else {
+                    EventType::Put
+                };
+                out.push(Event {
+                    r#type: ty as i32,
+                    kv: Some(kv),
+                    prev_kv,
+                });
             }
         }
         Ok(out)
-    }
-
-    fn event_at(&self, key: &[u8], rev: Rev) -> Result<Option<Event>, StoreError> {
-        let row = keys::history_row(key, rev);
-        let Some(v) = self.tree.get(&row)? else {
-            return Ok(None);
-        };
-        let kv = decode_kv(&v)?;
-        let prefix = keys::history_key_prefix(key);
-        let prev = match self.tree.range(prefix..row).next_back() {
-            Some(item) => Some(decode_kv(&item?.1)?).filter(|kv| kv.version > 0),
-            None => None,
-        };
-        let ty = if kv.version == 0 {
-            EventType::Delete
-        } else {
-            EventType::Put
-        };
-        Ok(Some(Event {
-            r#type: ty as i32,
-            kv: Some(kv),
-            prev_kv: prev,
-        }))
     }
 
     /// A consistent copy of the whole state, for Raft snapshots and backups. The caller must
@@ -515,6 +622,7 @@ impl Mvcc {
             b.insert(k, v);
         }
         self.tree.apply_batch(b)?;
+        self.load_index()?;
         self.make_durable()
     }
 
@@ -523,7 +631,10 @@ impl Mvcc {
     pub fn set_applied(&self, applied: (u64, u64), conf_state: &[u8]) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         b.insert(keys::META_CONF_STATE, conf_state);
-        b.insert(keys::META_APPLIED, &applied_bytes(applied));
+        b.insert(
+            keys::META_APPLIED,
+            &applied_bytes(applied, self.revision()?),
+        );
         self.tree.apply_batch(b)?;
         Ok(())
     }
@@ -552,6 +663,44 @@ impl Mvcc {
         self.db.flush()?;
         fsync_tree(&self.dir)
     }
+}
+
+/// A key-value found by a read: complete, or metadata plus where its value is stored.
+struct Item {
+    kv: KeyValue,
+    /// Where the value is, when `kv` carries none yet.
+    stored: Option<Rev>,
+}
+
+impl Item {
+    fn indexed(key: Vec<u8>, v: Version) -> Item {
+        Item {
+            kv: v.meta_kv(&key),
+            stored: Some(v.rev),
+        }
+    }
+}
+
+/// The index entries a range reads: now, or at a past revision still kept.
+fn select(ix: &Index, req: &RangeRequest, current: i64) -> Result<Vec<Item>, StoreError> {
+    if req.revision > current {
+        return Err(StoreError::FutureRevision);
+    }
+    let at = if req.revision > 0 && req.revision < current {
+        if req.revision < ix.compacted {
+            return Err(StoreError::Compacted {
+                compact_revision: ix.compacted,
+            });
+        }
+        Some(req.revision)
+    } else {
+        None
+    };
+    Ok(ix
+        .range(&req.key, &req.range_end, at)
+        .into_iter()
+        .map(|(k, v)| Item::indexed(k, v))
+        .collect())
 }
 
 fn fsync_tree(dir: &std::path::Path) -> Result<(), StoreError> {
@@ -602,50 +751,12 @@ fn parse_export(mut data: &[u8]) -> Result<Rows, StoreError> {
     Ok(rows)
 }
 
-fn applied_bytes((index, term): (u64, u64)) -> [u8; 16] {
-    let mut out = [0u8; 16];
+fn applied_bytes((index, term): (u64, u64), revision: i64) -> [u8; 24] {
+    let mut out = [0u8; 24];
     out[..8].copy_from_slice(&index.to_be_bytes());
-    out[8..].copy_from_slice(&term.to_be_bytes());
+    out[8..16].copy_from_slice(&term.to_be_bytes());
+    out[16..].copy_from_slice(&(revision as u64).to_be_bytes());
     out
-}
-
-fn decode_kv(v: &[u8]) -> Result<KeyValue, StoreError> {
-    KeyValue::decode(v).map_err(|e| StoreError::Storage(format!("corrupt key-value: {e}")))
-}
-
-fn finish_range(req: &RangeRequest, mut kvs: Vec<KeyValue>, revision: i64) -> RangeResponse {
-    kvs.retain(|kv| {
-        (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
-            && (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
-            && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
-            && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
-    });
-    let count = kvs.len() as i64;
-    if req.count_only {
-        return RangeResponse {
-            header: header(revision),
-            kvs: vec![],
-            more: false,
-            count,
-        };
-    }
-    sort_kvs(&mut kvs, req.sort_target, req.sort_order);
-    let mut more = false;
-    if req.limit > 0 && kvs.len() > req.limit as usize {
-        kvs.truncate(req.limit as usize);
-        more = true;
-    }
-    if req.keys_only {
-        for kv in &mut kvs {
-            kv.value.clear();
-        }
-    }
-    RangeResponse {
-        header: header(revision),
-        kvs,
-        more,
-        count,
-    }
 }
 
 fn sort_kvs(kvs: &mut [KeyValue], target: i32, order: i32) {
@@ -671,30 +782,204 @@ fn sort_kvs(kvs: &mut [KeyValue], target: i32, order: i32) {
     });
 }
 
-/// Collects one entry's changes so they land in a single atomic batch.
+/// Key states written but not yet in sled or the index: `None` is a deletion.
+type Overlay = BTreeMap<Vec<u8>, Option<KeyValue>>;
+
+/// Applies a run of committed entries as one sled batch. sled seals and writes out its log
+/// buffer for every batch, so a batch per entry would cost a disk write per entry; a group costs
+/// one per Ready. Key writes (put, delete, txn) join the group; anything else is applied alone.
+/// Nothing is visible to readers until `flush`, so replies must wait for it.
+pub struct ApplyGroup<'a> {
+    mvcc: &'a Mvcc,
+    /// Row writes in order (`None` removes the row).
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Lease, member or compaction changes are not idempotent, so they go in one sled batch.
+    atomic: bool,
+    overlay: Overlay,
+    /// Index changes to make once the batch is in sled, in revision order.
+    changes: Vec<(Vec<u8>, Version)>,
+    compact: Option<i64>,
+    revision: i64,
+    applied: Option<(u64, u64)>,
+}
+
+/// Whether a command may share a batch with others. Anything that reads stored state the
+/// overlay cannot show (leases, members, history at a past revision, compaction) goes alone.
+fn groupable(cmd: &Command) -> bool {
+    fn txn_ok(t: &TxnRequest) -> bool {
+        t.success
+            .iter()
+            .chain(&t.failure)
+            .all(|op| match &op.request {
+                Some(request_op::Request::RequestRange(r)) => r.revision == 0,
+                Some(request_op::Request::RequestTxn(t)) => txn_ok(t),
+                _ => true,
+            })
+    }
+    match &cmd.op {
+        Some(Op::Put(_)) | Some(Op::DeleteRange(_)) | None => true,
+        Some(Op::Txn(t)) => txn_ok(t),
+        _ => false,
+    }
+}
+
+impl<'a> ApplyGroup<'a> {
+    pub fn new(mvcc: &'a Mvcc) -> Result<ApplyGroup<'a>, StoreError> {
+        Ok(ApplyGroup {
+            mvcc,
+            writes: Vec::new(),
+            atomic: false,
+            overlay: Overlay::new(),
+            changes: Vec::new(),
+            compact: None,
+            revision: mvcc.revision()?,
+            applied: None,
+        })
+    }
+
+    /// Applies a committed command; see `Mvcc::apply`.
+    pub fn apply(&mut self, index: u64, term: u64, cmd: &Command) -> Result<Applied, StoreError> {
+        let alone = !groupable(cmd);
+        if alone {
+            self.flush()?;
+        }
+        let mut w = Writer::new(self.mvcc, self.revision, &self.overlay);
+        let result = w.apply(cmd);
+        if result.is_ok() {
+            let staged = w.finish();
+            self.stage(staged);
+        }
+        self.applied = Some((index, term));
+        if alone || self.changes.len() >= MAX_GROUP_CHANGES {
+            self.flush()?;
+        }
+        result
+    }
+
+    fn stage(&mut self, s: Staged) {
+        if !s.row.is_empty() {
+            self.writes.push((
+                keys::revision_row(s.revision).to_vec(),
+                Some(encode_row(&s.row)),
+            ));
+            for (sub, kv) in s.row.iter().enumerate() {
+                let rev = Rev {
+                    main: s.revision,
+                    sub: sub as u32,
+                };
+                self.changes.push((kv.key.clone(), Version::of(kv, rev)));
+            }
+            self.revision = s.revision;
+        }
+        self.atomic |= !s.raw.is_empty() || s.compact.is_some();
+        self.writes.extend(s.raw);
+        self.overlay.extend(s.overlay);
+        self.compact = s.compact.or(self.compact);
+    }
+
+    /// Records an entry that changes nothing.
+    pub fn noop(&mut self, index: u64, term: u64) {
+        self.applied = Some((index, term));
+    }
+
+    /// Writes the group to sled, then shows it to readers. Plain key changes go row by row with
+    /// the applied index last (replaying a torn group rewrites the same rows); anything else
+    /// goes as one atomic batch.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        let Some(applied) = self.applied.take() else {
+            return Ok(());
+        };
+        let mut writes = std::mem::take(&mut self.writes);
+        if let Some(rev) = self.compact.take() {
+            // The index forgets first, so no reader goes looking for the rows removed below.
+            for main in self.mvcc.index.write().compact(rev) {
+                writes.push((keys::revision_row(main).to_vec(), None));
+            }
+            writes.push((
+                keys::META_COMPACTED.to_vec(),
+                Some(rev.to_be_bytes().to_vec()),
+            ));
+        }
+        let meta = applied_bytes(applied, self.revision);
+        let tree = &self.mvcc.tree;
+        if std::mem::take(&mut self.atomic) {
+            let mut batch = sled::Batch::default();
+            for (k, v) in writes {
+                match v {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
+            }
+            batch.insert(keys::META_APPLIED, &meta);
+            tree.apply_batch(batch)?;
+        } else {
+            for (k, v) in writes {
+                match v {
+                    Some(v) => tree.insert(k, v)?,
+                    None => tree.remove(k)?,
+                };
+            }
+            tree.insert(keys::META_APPLIED, &meta)?;
+        }
+        let mut ix = self.mvcc.index.write();
+        for (key, v) in self.changes.drain(..) {
+            ix.record(&key, v);
+        }
+        ix.revision = self.revision;
+        drop(ix);
+        self.overlay.clear();
+        Ok(())
+    }
+}
+
+/// What one entry changed, ready to join its group.
+struct Staged {
+    revision: i64,
+    /// The revision row: every key change, in sub-revision order.
+    row: Vec<KeyValue>,
+    /// Writes to lease and member rows (`None` removes the row).
+    raw: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    overlay: Overlay,
+    compact: Option<i64>,
+}
+
+/// Collects one entry's changes, so a rejected entry leaves nothing behind.
 struct Writer<'a> {
     mvcc: &'a Mvcc,
-    batch: sled::Batch,
+    /// Earlier entries of the same group, not yet in sled.
+    parent: &'a Overlay,
     /// Keys written in this entry, so later operations of a transaction see earlier ones.
-    overlay: BTreeMap<Vec<u8>, Option<KeyValue>>,
+    overlay: Overlay,
+    row: Vec<KeyValue>,
+    raw: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Lease rows written in this entry.
     leases: BTreeMap<i64, Option<i64>>,
+    compact: Option<i64>,
     base: i64,
-    sub: u32,
-    meta: Vec<(&'static [u8], Vec<u8>)>,
 }
 
 impl<'a> Writer<'a> {
-    fn new(mvcc: &'a Mvcc) -> Result<Writer<'a>, StoreError> {
-        Ok(Writer {
+    fn new(mvcc: &'a Mvcc, base: i64, parent: &'a Overlay) -> Writer<'a> {
+        Writer {
             mvcc,
-            batch: sled::Batch::default(),
-            overlay: BTreeMap::new(),
+            parent,
+            overlay: Overlay::new(),
+            row: Vec::new(),
+            raw: Vec::new(),
             leases: BTreeMap::new(),
-            base: mvcc.revision()?,
-            sub: 0,
-            meta: Vec::new(),
-        })
+            compact: None,
+            base,
+        }
+    }
+
+    fn finish(self) -> Staged {
+        Staged {
+            revision: self.rev(),
+            row: self.row,
+            raw: self.raw,
+            overlay: self.overlay,
+            compact: self.compact,
+        }
     }
 
     /// The revision this entry's changes get.
@@ -704,25 +989,11 @@ impl<'a> Writer<'a> {
 
     /// The store revision as seen after this entry.
     fn visible_rev(&self) -> i64 {
-        if self.sub > 0 {
-            self.base + 1
-        } else {
+        if self.row.is_empty() {
             self.base
+        } else {
+            self.base + 1
         }
-    }
-
-    fn commit(mut self, index: u64, term: u64) -> Result<(), StoreError> {
-        if self.sub > 0 {
-            self.batch
-                .insert(keys::META_REVISION, &self.rev().to_be_bytes());
-        }
-        for (k, v) in self.meta.drain(..) {
-            self.batch.insert(k, v);
-        }
-        self.batch
-            .insert(keys::META_APPLIED, &applied_bytes((index, term)));
-        self.mvcc.tree.apply_batch(self.batch)?;
-        Ok(())
     }
 
     fn apply(&mut self, cmd: &Command) -> Result<Applied, StoreError> {
@@ -742,11 +1013,53 @@ impl<'a> Writer<'a> {
         })
     }
 
-    fn current(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
-        match self.overlay.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => self.mvcc.current(key),
+    /// A value from the index, which the applier alone changes, so its row must be there.
+    fn load(&self, key: &[u8], v: Version) -> Result<KeyValue, StoreError> {
+        self.mvcc.fetch(v.rev)?.ok_or_else(|| {
+            StoreError::Storage(format!(
+                "index points at missing revision {} for {:?}",
+                v.rev.main,
+                String::from_utf8_lossy(key)
+            ))
+        })
+    }
+
+    /// The current key-value of `key`; its value is left empty unless `with_value`.
+    fn current(&self, key: &[u8], with_value: bool) -> Result<Option<KeyValue>, StoreError> {
+        if let Some(v) = self.overlay.get(key).or_else(|| self.parent.get(key)) {
+            return Ok(v.clone());
         }
+        let found = self.mvcc.index.read().current(key);
+        match found {
+            None => Ok(None),
+            Some(v) if with_value => Ok(Some(self.load(key, v)?)),
+            Some(v) => Ok(Some(v.meta_kv(key))),
+        }
+    }
+
+    /// Current key-values in etcd's range `[key, end)`, as this entry sees them, in key order.
+    fn scan(&self, key: &[u8], end: &[u8], with_values: bool) -> Result<Vec<KeyValue>, StoreError> {
+        let found = self.mvcc.index.read().range(key, end, None);
+        let mut merged: BTreeMap<Vec<u8>, KeyValue> = BTreeMap::new();
+        for (k, v) in found {
+            let kv = if with_values {
+                self.load(&k, v)?
+            } else {
+                v.meta_kv(&k)
+            };
+            merged.insert(k, kv);
+        }
+        for overlay in [self.parent, &self.overlay] {
+            for (k, v) in overlay.iter() {
+                if in_range(k, key, end) {
+                    match v {
+                        Some(kv) => merged.insert(k.clone(), kv.clone()),
+                        None => merged.remove(k),
+                    };
+                }
+            }
+        }
+        Ok(merged.into_values().collect())
     }
 
     fn lease_exists(&self, id: i64) -> Result<bool, StoreError> {
@@ -756,43 +1069,20 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn next_rev(&mut self) -> Rev {
-        let r = Rev {
-            main: self.rev(),
-            sub: self.sub,
-        };
-        self.sub += 1;
-        r
-    }
-
-    fn write(&mut self, key: &[u8], kv: Option<KeyValue>, prev: Option<&KeyValue>) {
-        let rev = self.next_rev();
-        let hist = kv.clone().unwrap_or_else(|| KeyValue {
+    /// Records a change of `key`: the new key-value, or a deletion.
+    fn write(&mut self, key: &[u8], kv: Option<KeyValue>) {
+        let main = self.rev();
+        let stored = kv.clone().unwrap_or_else(|| KeyValue {
             key: key.to_vec(),
-            mod_revision: rev.main,
+            mod_revision: main,
             ..Default::default()
         });
-        self.batch
-            .insert(keys::history_row(key, rev), hist.encode_to_vec());
-        self.batch.insert(keys::event_row(rev), key);
-        let cur = keys::prefixed(keys::CURRENT, key);
-        let old_lease = prev.map(|p| p.lease).unwrap_or(0);
-        let new_lease = kv.as_ref().map(|k| k.lease).unwrap_or(0);
-        if old_lease != 0 && old_lease != new_lease {
-            self.batch.remove(keys::lease_key_row(old_lease, key));
-        }
-        if new_lease != 0 && old_lease != new_lease {
-            self.batch.insert(keys::lease_key_row(new_lease, key), &[]);
-        }
-        match &kv {
-            Some(kv) => self.batch.insert(cur, kv.encode_to_vec()),
-            None => self.batch.remove(cur),
-        }
+        self.row.push(stored);
         self.overlay.insert(key.to_vec(), kv);
     }
 
     fn put(&mut self, p: &PutRequest) -> Result<PutResponse, StoreError> {
-        let prev = self.current(&p.key)?;
+        let prev = self.current(&p.key, p.prev_kv || p.ignore_value)?;
         if (p.ignore_value || p.ignore_lease) && prev.is_none() {
             return Err(StoreError::KeyNotFound);
         }
@@ -818,7 +1108,7 @@ impl<'a> Writer<'a> {
             value,
             lease,
         };
-        self.write(&p.key, Some(kv), prev.as_ref());
+        self.write(&p.key, Some(kv));
         Ok(PutResponse {
             header: header(rev),
             prev_kv: if p.prev_kv { prev } else { None },
@@ -826,14 +1116,9 @@ impl<'a> Writer<'a> {
     }
 
     fn delete_range(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, StoreError> {
-        let req = RangeRequest {
-            key: d.key.clone(),
-            range_end: d.range_end.clone(),
-            ..Default::default()
-        };
-        let victims = self.mvcc.read_range(&req, self.base, Some(&self.overlay))?;
+        let victims = self.scan(&d.key, &d.range_end, d.prev_kv)?;
         for kv in &victims {
-            self.write(&kv.key, None, Some(kv));
+            self.write(&kv.key, None);
         }
         Ok(DeleteRangeResponse {
             header: header(self.visible_rev()),
@@ -843,22 +1128,35 @@ impl<'a> Writer<'a> {
     }
 
     fn range(&self, r: &RangeRequest) -> Result<RangeResponse, StoreError> {
-        let kvs = self.mvcc.read_range(r, self.base, Some(&self.overlay))?;
-        Ok(finish_range(r, kvs, self.visible_rev()))
+        let current = self.visible_rev();
+        if r.revision > 0 && r.revision < current {
+            // Only whole groups are in the index, and such a transaction is applied alone.
+            return self.mvcc.range(r).map(|mut resp| {
+                resp.header = header(current);
+                resp
+            });
+        }
+        if r.revision > current {
+            return Err(StoreError::FutureRevision);
+        }
+        let with_values = !r.keys_only && !r.count_only;
+        let items = self
+            .scan(&r.key, &r.range_end, with_values)?
+            .into_iter()
+            .map(|kv| Item { kv, stored: None })
+            .collect();
+        self.mvcc
+            .finish_range(r, items, current)?
+            .ok_or_else(|| StoreError::Storage("range lost a row while applying".into()))
     }
 
     fn compare(&self, c: &Compare) -> Result<bool, StoreError> {
         use compare::{CompareResult as R, CompareTarget as T, TargetUnion as U};
-        let req = RangeRequest {
-            key: c.key.clone(),
-            range_end: c.range_end.clone(),
-            ..Default::default()
-        };
-        let kvs = self.mvcc.read_range(&req, self.base, Some(&self.overlay))?;
         let target = T::try_from(c.target)
             .map_err(|_| StoreError::InvalidArgument("bad compare target".into()))?;
         let result = R::try_from(c.result)
             .map_err(|_| StoreError::InvalidArgument("bad compare result".into()))?;
+        let kvs = self.scan(&c.key, &c.range_end, target == T::Value)?;
         let check = |kv: &KeyValue| -> bool {
             let ord = match (&c.target_union, target) {
                 (Some(U::Version(v)), T::Version) => kv.version.cmp(v),
@@ -935,37 +1233,7 @@ impl<'a> Writer<'a> {
                 compact_revision: old,
             });
         }
-        let tree = &self.mvcc.tree;
-        // Only keys that changed since the last compaction can have superseded versions.
-        let mut touched = BTreeSet::new();
-        let start = keys::event_row(Rev { main: old, sub: 0 });
-        let stop = keys::event_row(Rev { main: rev, sub: 0 });
-        for item in tree.range(start..stop) {
-            let (row, key) = item?;
-            touched.insert(key.to_vec());
-            self.batch.remove(row);
-        }
-        for key in touched {
-            let prefix = keys::history_key_prefix(&key);
-            let stop = keys::history_row(
-                &key,
-                Rev {
-                    main: rev + 1,
-                    sub: 0,
-                },
-            );
-            let rows: Vec<_> = tree.range(prefix..stop).collect::<Result<_, _>>()?;
-            if let Some((last_row, last)) = rows.last() {
-                for (row, _) in &rows[..rows.len() - 1] {
-                    self.batch.remove(row.clone());
-                }
-                if decode_kv(last)?.version == 0 {
-                    self.batch.remove(last_row.clone());
-                }
-            }
-        }
-        self.meta
-            .push((keys::META_COMPACTED, rev.to_be_bytes().to_vec()));
+        self.compact = Some(rev);
         Ok(pb::CompactionResponse {
             header: header(current),
         })
@@ -984,7 +1252,8 @@ impl<'a> Writer<'a> {
             return Err(StoreError::LeaseExists);
         }
         let ttl = g.ttl.max(MIN_LEASE_TTL);
-        self.batch.insert(keys::lease_row(g.id), &ttl.to_be_bytes());
+        self.raw
+            .push((keys::lease_row(g.id), Some(ttl.to_be_bytes().to_vec())));
         self.leases.insert(g.id, Some(ttl));
         Ok(pb::LeaseGrantResponse {
             header: header(self.base),
@@ -999,11 +1268,11 @@ impl<'a> Writer<'a> {
             return Err(StoreError::LeaseNotFound);
         }
         for key in self.mvcc.lease_keys(id)? {
-            if let Some(prev) = self.current(&key)? {
-                self.write(&key, None, Some(&prev));
+            if self.current(&key, false)?.is_some() {
+                self.write(&key, None);
             }
         }
-        self.batch.remove(keys::lease_row(id));
+        self.raw.push((keys::lease_row(id), None));
         self.leases.insert(id, None);
         Ok(pb::LeaseRevokeResponse {
             header: header(self.visible_rev()),
@@ -1014,7 +1283,8 @@ impl<'a> Writer<'a> {
         if let Some(mut m) = self.mvcc.member(a.id)? {
             m.name = a.name.clone();
             m.client_ur_ls = a.client_urls.clone();
-            self.batch.insert(keys::member_row(a.id), m.encode_to_vec());
+            self.raw
+                .push((keys::member_row(a.id).to_vec(), Some(m.encode_to_vec())));
         }
         Ok(())
     }
@@ -1137,7 +1407,7 @@ mod tests {
             ..Default::default()
         };
         m.apply(4, 1, &del).unwrap();
-        let evs = m.events(2, 4, 100).unwrap();
+        let evs = m.events(2, 4, 100, true).unwrap();
         assert_eq!(evs.len(), 3);
         assert_eq!(evs[2].r#type, EventType::Delete as i32);
         assert_eq!(evs[2].prev_kv.as_ref().unwrap().value, b"2");
@@ -1150,7 +1420,7 @@ mod tests {
         };
         m.apply(5, 1, &compact).unwrap();
         assert!(matches!(
-            m.events(2, 4, 100),
+            m.events(2, 4, 100, false),
             Err(StoreError::Compacted {
                 compact_revision: 3
             })
@@ -1197,5 +1467,37 @@ mod tests {
         m2.import(&data).unwrap();
         assert_eq!(get(&m2, "a", 0)[0].value, b"1");
         assert_eq!(m2.applied().unwrap(), (2, 1));
+    }
+
+    #[test]
+    fn torn_group_leaves_no_trace_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let m = Mvcc::open(dir.path()).unwrap();
+            m.bootstrap(1, &[], (1, 1), b"").unwrap();
+            m.apply(2, 1, &put("a", "1")).unwrap();
+            // A crash after this row but before the applied index of its group.
+            let row = encode_row(&[KeyValue {
+                key: b"a".to_vec(),
+                create_revision: 2,
+                mod_revision: 3,
+                version: 2,
+                value: b"lost".to_vec(),
+                lease: 0,
+            }]);
+            m.tree.insert(keys::revision_row(3), row).unwrap();
+            m.make_durable().unwrap();
+        }
+        let m = Mvcc::open(dir.path()).unwrap();
+        assert_eq!(m.revision().unwrap(), 2);
+        assert_eq!(m.applied().unwrap(), (2, 1));
+        assert_eq!(get(&m, "a", 0)[0].value, b"1");
+        // Replaying the entry gives the same revision and version as the first attempt.
+        m.apply(3, 1, &put("a", "2")).unwrap();
+        let kv = &get(&m, "a", 0)[0];
+        assert_eq!(
+            (kv.mod_revision, kv.version, kv.value.as_slice()),
+            (3, 2, &b"2"[..])
+        );
     }
 }

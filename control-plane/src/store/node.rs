@@ -26,7 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use super::error::StoreError;
 use super::lease::LeaseClocks;
-use super::mvcc::{Applied, MemberChange, Mvcc};
+use super::mvcc::{Applied, ApplyGroup, MemberChange, Mvcc};
 use super::raft_log::RaftLog;
 use super::transport::Transport;
 
@@ -103,6 +103,12 @@ pub struct Shared {
     pub revision: watch::Sender<i64>,
     pub leases: Mutex<LeaseClocks>,
 }
+
+/// A proposer's reply channel and what to send it once its entry's group is in sled.
+type Reply = (
+    oneshot::Sender<Result<Applied, StoreError>>,
+    Result<Applied, StoreError>,
+);
 
 /// A membership change awaiting commit: target member, reply, deadline.
 type PendingConfChange = (u64, oneshot::Sender<Result<(), StoreError>>, Instant);
@@ -487,30 +493,43 @@ impl Loop {
         if entries.is_empty() {
             return Ok(());
         }
+        let mvcc = self.mvcc.clone();
+        let mut group = ApplyGroup::new(&mvcc)?;
+        // Replies wait until the group is in sled, so a client reads its own write.
+        let mut replies = Vec::new();
         for e in entries {
             match e.get_entry_type() {
-                EntryType::EntryNormal if e.data.is_empty() => {
-                    self.mvcc.apply_noop(e.index, e.term)?
-                }
-                EntryType::EntryNormal => self.apply_command(&e)?,
+                EntryType::EntryNormal if e.data.is_empty() => group.noop(e.index, e.term),
+                EntryType::EntryNormal => self.apply_command(&mut group, &e, &mut replies)?,
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    group.flush()?;
                     self.apply_conf_change(&e)?
                 }
             }
+        }
+        group.flush()?;
+        for (reply, result) in replies {
+            let _ = reply.send(result);
         }
         let _ = self.shared.revision.send(self.mvcc.revision()?);
         Ok(())
     }
 
-    fn apply_command(&mut self, e: &Entry) -> Result<(), StoreError> {
+    fn apply_command(
+        &mut self,
+        group: &mut ApplyGroup,
+        e: &Entry,
+        replies: &mut Vec<Reply>,
+    ) -> Result<(), StoreError> {
         let cmd = match Command::decode(e.data.as_ref()) {
             Ok(c) => c,
             Err(err) => {
                 warn!(index = e.index, error = %err, "undecodable entry; skipping");
-                return self.mvcc.apply_noop(e.index, e.term);
+                group.noop(e.index, e.term);
+                return Ok(());
             }
         };
-        let result = self.mvcc.apply(e.index, e.term, &cmd);
+        let result = group.apply(e.index, e.term, &cmd);
         if let Err(StoreError::Storage(msg)) = &result {
             return Err(StoreError::Storage(msg.clone()));
         }
@@ -523,7 +542,7 @@ impl Loop {
         }
         if cmd.origin == self.settings.id && cmd.request_id != 0 {
             if let Some((reply, _)) = self.proposals.remove(&cmd.request_id) {
-                let _ = reply.send(result);
+                replies.push((reply, result));
             }
         }
         Ok(())

@@ -156,7 +156,12 @@ async fn catch_up(
         else {
             return Ok(());
         };
-        let events = match store.mvcc().events(from, current, EVENTS_PER_ROUND) {
+        let events = match store.mvcc().events(
+            from,
+            current,
+            EVENTS_PER_ROUND,
+            watchers.values().any(|w| w.prev_kv),
+        ) {
             Ok(e) => e,
             Err(StoreError::Compacted { compact_revision }) => {
                 let gone: Vec<i64> = watchers
