@@ -28,7 +28,7 @@ run_load() { # name endpoints(host:port list) urls(http list)
     echo "== $1: skiff bench store (clients=$CLIENTS value=$VALUE_SIZE duration=${DURATION}s)"
     "$SKIFF" bench store --endpoints "$3" --clients "$CLIENTS" --conns 30 --value-size "$VALUE_SIZE" --duration "$DURATION"
     echo "== $1: etcdctl check perf --load=$LOAD"
-    etcdctl --endpoints="$2" check perf --load="$LOAD" 2>&1 | grep -E "PASS|FAIL|Slowest|writes/s" || true
+    etcdctl --endpoints="$2" check perf --load="$LOAD" 2>&1 | tr '\r' '\n' | grep -E "PASS|FAIL|Slowest|writes/s|Error" || true
 }
 
 ips=(127.0.0.31 127.0.0.32 127.0.0.33)

@@ -2,7 +2,8 @@
 //!
 //! Module map:
 //! - [`wal`]: fsync-durable log records; [`raft_log`]: raft-rs `Storage` over it.
-//! - [`mvcc`] and [`keys`]: the applied state (revisions, history, leases, members) in sled.
+//! - [`mvcc`] and [`keys`]: the applied state (revision rows, leases, members) in sled;
+//!   [`index`]: which revision holds each key, in memory.
 //! - [`node`]: the Raft Ready loop thread; [`transport`]: batched peer streams.
 //! - [`lease`]: leader-side lease expiry; [`api`]: the etcd v3 gRPC services.
 //! - [`backup`]: snapshot files for `snapshot save`/`restore`.
