@@ -321,6 +321,7 @@ impl Store {
         if cmd.encoded_len() > self.inner.max_request_bytes {
             return Err(StoreError::TooLarge);
         }
+        let cmd = Arc::new(cmd);
         self.call(|reply| Request::Propose {
             cmd: cmd.clone(),
             reply,

@@ -44,7 +44,8 @@ pub const MAX_PENDING: usize = 100_000;
 /// Work for the Raft thread.
 pub enum Request {
     Propose {
-        cmd: Command,
+        /// Shared so a retry after "no leader" need not copy the value.
+        cmd: Arc<Command>,
         reply: oneshot::Sender<Result<Applied, StoreError>>,
     },
     ConfChange {
@@ -104,11 +105,11 @@ pub struct Shared {
     pub leases: Mutex<LeaseClocks>,
 }
 
+/// Where a proposer waits for what applying its entry produced.
+type ApplyReply = oneshot::Sender<Result<Applied, StoreError>>;
+
 /// A proposer's reply channel and what to send it once its entry's group is in sled.
-type Reply = (
-    oneshot::Sender<Result<Applied, StoreError>>,
-    Result<Applied, StoreError>,
-);
+type Reply = (ApplyReply, Result<Applied, StoreError>);
 
 /// A membership change awaiting commit: target member, reply, deadline.
 type PendingConfChange = (u64, oneshot::Sender<Result<(), StoreError>>, Instant);
@@ -127,6 +128,8 @@ struct Loop {
     rx: flume::Receiver<Request>,
     self_tx: flume::Sender<Request>,
     proposals: HashMap<u64, (oneshot::Sender<Result<Applied, StoreError>>, Instant)>,
+    /// Proposals that arrived this round; they go to Raft as one message.
+    proposals_new: Vec<(Arc<Command>, ApplyReply)>,
     conf_change: Option<PendingConfChange>,
     /// Reads waiting for a batch's ReadIndex to be confirmed by a quorum.
     reads_unconfirmed: HashMap<u64, PendingRead>,
@@ -161,6 +164,7 @@ pub fn spawn(
         rx,
         self_tx: tx,
         proposals: HashMap::new(),
+        proposals_new: Vec::new(),
         conf_change: None,
         reads_unconfirmed: HashMap::new(),
         reads_confirmed: Vec::new(),
@@ -196,6 +200,7 @@ impl Loop {
                 Err(flume::RecvTimeoutError::Timeout) => {}
                 Err(flume::RecvTimeoutError::Disconnected) => return,
             }
+            self.flush_proposals();
             self.flush_reads();
             let now = Instant::now();
             if now >= next_tick {
@@ -265,22 +270,48 @@ impl Loop {
         }
     }
 
-    fn propose(&mut self, cmd: Command, reply: oneshot::Sender<Result<Applied, StoreError>>) {
-        if self.proposals.len() >= MAX_PENDING {
+    fn propose(&mut self, cmd: Arc<Command>, reply: oneshot::Sender<Result<Applied, StoreError>>) {
+        if self.proposals.len() + self.proposals_new.len() >= MAX_PENDING {
             let _ = reply.send(Err(StoreError::TooManyRequests));
             return;
         }
-        let id = cmd.request_id;
-        match self.node.propose(vec![], cmd.encode_to_vec()) {
-            Ok(()) => {
-                self.proposals
-                    .insert(id, (reply, Instant::now() + REQUEST_TIMEOUT));
-            }
-            Err(raft::Error::ProposalDropped) => {
-                let _ = reply.send(Err(StoreError::NoLeader));
-            }
-            Err(e) => {
-                let _ = reply.send(Err(StoreError::Storage(e.to_string())));
+        self.proposals_new.push((cmd, reply));
+    }
+
+    /// Hands this round's proposals to Raft as one message: the leader appends them together
+    /// and a follower forwards them together, instead of one message (and one broadcast) each.
+    fn flush_proposals(&mut self) {
+        if self.proposals_new.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.proposals_new);
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.settings.id;
+        m.set_entries(
+            batch
+                .iter()
+                .map(|(cmd, _)| Entry {
+                    data: cmd.encode_to_vec().into(),
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        let outcome = match self.node.step(m) {
+            Ok(()) => Ok(()),
+            Err(raft::Error::ProposalDropped) => Err(StoreError::NoLeader),
+            Err(e) => Err(StoreError::Storage(e.to_string())),
+        };
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        for (cmd, reply) in batch {
+            match &outcome {
+                Ok(()) => {
+                    self.proposals.insert(cmd.request_id, (reply, deadline));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.clone()));
+                }
             }
         }
     }
@@ -691,6 +722,9 @@ impl Loop {
 
     fn fail_all(&mut self, err: StoreError) {
         for (_, (reply, _)) in self.proposals.drain() {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.proposals_new.drain(..) {
             let _ = reply.send(Err(err.clone()));
         }
         if let Some((_, reply, _)) = self.conf_change.take() {
