@@ -142,28 +142,22 @@ impl Index {
     }
 
     /// Forgets history older than `rev`, keeping each key's version as of `rev` unless it is a
-    /// deletion. Returns the revisions whose rows no longer hold any version the index needs.
-    pub fn compact(&mut self, rev: i64) -> Vec<i64> {
-        let mut dropped = HashSet::new();
+    /// deletion.
+    pub fn compact(&mut self, rev: i64) {
         self.keys.retain(|_, versions| {
             let n = versions.partition_point(|v| v.rev.main <= rev);
             if n > 0 {
                 let keep_from = if versions[n - 1].is_live() { n - 1 } else { n };
-                dropped.extend(versions.drain(..keep_from).map(|v| v.rev.main));
+                versions.drain(..keep_from);
             }
             !versions.is_empty()
         });
-        if !dropped.is_empty() {
-            for versions in self.keys.values() {
-                for v in versions {
-                    dropped.remove(&v.rev.main);
-                }
-            }
-        }
         self.compacted = rev;
-        let mut out: Vec<i64> = dropped.into_iter().collect();
-        out.sort_unstable();
-        out
+    }
+
+    /// Every stored change some read may still need.
+    pub fn revisions(&self) -> HashSet<Rev> {
+        self.keys.values().flatten().map(|v| v.rev).collect()
     }
 }
 
@@ -214,8 +208,9 @@ mod tests {
         ix.record(b"b", v(2, 1, 1, 0));
         ix.record(b"a", v(3, 0, 2, 0));
         ix.record(b"b", v(4, 0, 0, 0));
-        // Revision 2 still holds nothing needed at 4: a moved on at 3, b was deleted at 4.
-        assert_eq!(ix.compact(4), vec![2, 4]);
+        // a moved on at 3 and b was deleted at 4: only a's version at 3 is still needed.
+        ix.compact(4);
+        assert_eq!(ix.revisions(), HashSet::from([Rev { main: 3, sub: 0 }]));
         assert_eq!(ix.at(b"a", 4).map(|x| x.rev.main), Some(3));
         assert!(ix.range(b"a", b"\0", Some(4)).len() == 1);
         assert_eq!(ix.compacted, 4);

@@ -164,6 +164,8 @@ impl Store {
         let raft_cfg = raft::Config {
             id,
             election_tick: node::ELECTION_TICKS,
+            min_election_tick: node::ELECTION_TICKS,
+            max_election_tick: node::MAX_ELECTION_TICKS,
             heartbeat_tick: 1,
             applied,
             max_size_per_msg: 1 << 20,

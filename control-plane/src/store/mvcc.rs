@@ -33,6 +33,8 @@ pub const MAX_TXN_OPS: usize = 128;
 pub const MIN_LEASE_TTL: i64 = 2;
 /// Most key changes a group holds before it goes to sled, which bounds its memory.
 const MAX_GROUP_CHANGES: usize = 64 * 1024;
+/// Most bytes a group's row grows to before it goes to sled.
+const MAX_GROUP_BYTES: usize = 4 << 20;
 /// How often a read retries when a concurrent compaction removed a row it was about to read.
 const READ_ATTEMPTS: usize = 3;
 
@@ -89,35 +91,36 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Storage(format!("corrupt revision row: {what}"))
 }
 
-/// A revision row: each change as a length-prefixed `KeyValue` (version 0 marks a deletion),
-/// in sub-revision order.
-fn encode_row(kvs: &[KeyValue]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(kvs.iter().map(|kv| kv.encoded_len() + 4).sum());
-    for kv in kvs {
-        out.extend_from_slice(&(kv.encoded_len() as u32).to_le_bytes());
-        kv.encode(&mut out).unwrap_or_default();
-    }
-    out
+/// Appends one change to a row: revision (main, sub), length, then the `KeyValue` (version 0
+/// marks a deletion). A row holds the changes of one applied group, keyed by its first revision.
+fn push_part(row: &mut Vec<u8>, rev: Rev, kv: &KeyValue) {
+    row.extend_from_slice(&(rev.main as u64).to_be_bytes());
+    row.extend_from_slice(&rev.sub.to_be_bytes());
+    row.extend_from_slice(&(kv.encoded_len() as u32).to_be_bytes());
+    kv.encode(row).unwrap_or_default();
 }
 
-/// The encoded key-values of a revision row, in sub-revision order.
-fn row_parts(mut row: &[u8]) -> impl Iterator<Item = Result<&[u8], StoreError>> {
+/// The changes in a row, in revision order, each with its encoded `KeyValue`.
+fn row_parts(mut row: &[u8]) -> impl Iterator<Item = Result<(Rev, &[u8]), StoreError>> {
     std::iter::from_fn(move || {
         if row.is_empty() {
             return None;
         }
-        let Some((len, rest)) = row.split_first_chunk::<4>() else {
+        let Some((head, rest)) = row.split_first_chunk::<16>() else {
             row = &[];
-            return Some(Err(corrupt("truncated length")));
+            return Some(Err(corrupt("truncated header")));
         };
-        let len = u32::from_le_bytes(*len) as usize;
+        let word = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let main = (((word(0) as u64) << 32) | word(4) as u64) as i64;
+        let rev = Rev { main, sub: word(8) };
+        let len = word(12) as usize;
         if rest.len() < len {
             row = &[];
             return Some(Err(corrupt("truncated key-value")));
         }
         let (part, rest) = rest.split_at(len);
         row = rest;
-        Some(Ok(part))
+        Some(Ok((rev, part)))
     })
 }
 
@@ -256,14 +259,10 @@ impl Mvcc {
             self.tree.remove(item?.0)?;
         }
         for item in self.tree.scan_prefix([keys::REVISION]) {
-            let (row, value) = item?;
-            let main = keys::parse_revision_row(&row).ok_or_else(|| corrupt("bad row key"))?;
-            for (sub, part) in row_parts(&value).enumerate() {
-                let kv = decode_kv(part?)?;
-                let rev = Rev {
-                    main,
-                    sub: sub as u32,
-                };
+            let (_, value) = item?;
+            for part in row_parts(&value) {
+                let (rev, kv) = part?;
+                let kv = decode_kv(kv)?;
                 ix.record(&kv.key, Version::of(&kv, rev));
             }
         }
@@ -428,14 +427,28 @@ impl Mvcc {
 
     /// The key-value stored at `rev`, or None if its row is gone (compacted meanwhile).
     fn fetch(&self, rev: Rev) -> Result<Option<KeyValue>, StoreError> {
-        let Some(row) = self.tree.get(keys::revision_row(rev.main))? else {
+        let Some((_, row)) = self.row_holding(rev.main)? else {
             return Ok(None);
         };
-        let part = row_parts(&row).nth(rev.sub as usize);
-        match part {
-            Some(part) => Ok(Some(decode_kv(part?)?)),
-            None => Ok(None),
+        for part in row_parts(&row) {
+            let (r, kv) = part?;
+            if r == rev {
+                return Ok(Some(decode_kv(kv)?));
+            }
+            if r > rev {
+                break;
+            }
         }
+        Ok(None)
+    }
+
+    /// The row whose group could hold revision `main`: the last one starting at or before it.
+    fn row_holding(&self, main: i64) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+        Ok(self
+            .tree
+            .range(keys::revision_row(0)..=keys::revision_row(main))
+            .next_back()
+            .transpose()?)
     }
 
     /// Fills in the values of `items` that only carry metadata. None if a row vanished.
@@ -569,23 +582,26 @@ impl Mvcc {
                 compact_revision: compacted,
             });
         }
-        let mut out = Vec::new();
-        for item in self
-            .tree
-            .range(keys::revision_row(from)..keys::revision_row(to.saturating_add(1)))
-        {
-            if out.len() >= limit {
-                break;
-            }
-            let (row, value) = item?;
-            let main = keys::parse_revision_row(&row).ok_or_else(|| corrupt("bad row key"))?;
-            for (sub, part) in row_parts(&value).enumerate() {
-                let kv = decode_kv(part?)?;
+        let mut out: Vec<Event> = Vec::new();
+        let start = match self.row_holding(from)? {
+            Some((k, _)) => k.to_vec(),
+            None => keys::revision_row(from).to_vec(),
+        };
+        let mut last_main = 0;
+        'rows: for item in self.tree.range(start..=keys::revision_row(to).to_vec()) {
+            let (_, value) = item?;
+            for part in row_parts(&value) {
+                let (rev, kv) = part?;
+                if rev.main < from {
+                    continue;
+                }
+                // Whole revisions only, so a watcher never sees half a transaction.
+                if rev.main > to || (out.len() >= limit && rev.main != last_main) {
+                    break 'rows;
+                }
+                last_main = rev.main;
+                let kv = decode_kv(kv)?;
                 let prev_kv = if with_prev {
-                    let rev = Rev {
-                        main,
-                        sub: sub as u32,
-                    };
                     let prev = self.index.read().previous(&kv.key, rev);
                     match prev {
                         Some(p) => self.fetch(p.rev)?,
@@ -607,6 +623,44 @@ impl Mvcc {
             }
         }
         Ok(out)
+    }
+
+    /// Forgets history before `rev` in the index, then returns the row writes that drop what
+    /// no version needs any more: rows with nothing left are removed, and rows with at most
+    /// half left are rewritten, so old rows never take more than twice the history they hold.
+    fn compact_rows(&self, rev: i64) -> Result<Vec<RowWrite>, StoreError> {
+        // The index forgets first, so no reader goes looking for what is removed below.
+        let needed = {
+            let mut ix = self.index.write();
+            ix.compact(rev);
+            ix.revisions()
+        };
+        let mut writes = Vec::new();
+        for item in self
+            .tree
+            .range(keys::revision_row(0)..=keys::revision_row(rev))
+        {
+            let (key, value) = item?;
+            let mut kept = Vec::new();
+            let mut total = 0;
+            for part in row_parts(&value) {
+                let (r, kv) = part?;
+                total += 1;
+                if needed.contains(&r) {
+                    kept.push((r, decode_kv(kv)?));
+                }
+            }
+            if kept.is_empty() {
+                writes.push((key.to_vec(), None));
+            } else if kept.len() * 2 <= total {
+                let mut row = Vec::new();
+                for (r, kv) in &kept {
+                    push_part(&mut row, *r, kv);
+                }
+                writes.push((key.to_vec(), Some(row)));
+            }
+        }
+        Ok(writes)
     }
 
     /// A consistent copy of the whole state, for Raft snapshots and backups. The caller must
@@ -793,6 +847,9 @@ fn sort_kvs(kvs: &mut [KeyValue], target: i32, order: i32) {
     });
 }
 
+/// A write of one sled row; `None` removes it.
+type RowWrite = (Vec<u8>, Option<Vec<u8>>);
+
 /// Key states written but not yet in sled or the index: `None` is a deletion.
 type Overlay = BTreeMap<Vec<u8>, Option<KeyValue>>;
 
@@ -802,8 +859,11 @@ type Overlay = BTreeMap<Vec<u8>, Option<KeyValue>>;
 /// Nothing is visible to readers until `flush`, so replies must wait for it.
 pub struct ApplyGroup<'a> {
     mvcc: &'a Mvcc,
+    /// The group's row: every key change, in revision order, and the revision it starts at.
+    row: Vec<u8>,
+    row_start: Option<i64>,
     /// Row writes in order (`None` removes the row).
-    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    writes: Vec<RowWrite>,
     /// Lease, member or compaction changes are not idempotent, so they go in one sled batch.
     atomic: bool,
     overlay: Overlay,
@@ -838,6 +898,8 @@ impl<'a> ApplyGroup<'a> {
     pub fn new(mvcc: &'a Mvcc) -> Result<ApplyGroup<'a>, StoreError> {
         Ok(ApplyGroup {
             mvcc,
+            row: Vec::new(),
+            row_start: None,
             writes: Vec::new(),
             atomic: false,
             overlay: Overlay::new(),
@@ -861,7 +923,7 @@ impl<'a> ApplyGroup<'a> {
             self.stage(staged);
         }
         self.applied = Some((index, term));
-        if alone || self.changes.len() >= MAX_GROUP_CHANGES {
+        if alone || self.changes.len() >= MAX_GROUP_CHANGES || self.row.len() >= MAX_GROUP_BYTES {
             self.flush()?;
         }
         result
@@ -869,15 +931,13 @@ impl<'a> ApplyGroup<'a> {
 
     fn stage(&mut self, s: Staged) {
         if !s.row.is_empty() {
-            self.writes.push((
-                keys::revision_row(s.revision).to_vec(),
-                Some(encode_row(&s.row)),
-            ));
+            self.row_start.get_or_insert(s.revision);
             for (sub, kv) in s.row.iter().enumerate() {
                 let rev = Rev {
                     main: s.revision,
                     sub: sub as u32,
                 };
+                push_part(&mut self.row, rev, kv);
                 self.changes.push((kv.key.clone(), Version::of(kv, rev)));
             }
             self.revision = s.revision;
@@ -901,11 +961,14 @@ impl<'a> ApplyGroup<'a> {
             return Ok(());
         };
         let mut writes = std::mem::take(&mut self.writes);
+        if let Some(start) = self.row_start.take() {
+            writes.push((
+                keys::revision_row(start).to_vec(),
+                Some(std::mem::take(&mut self.row)),
+            ));
+        }
         if let Some(rev) = self.compact.take() {
-            // The index forgets first, so no reader goes looking for the rows removed below.
-            for main in self.mvcc.index.write().compact(rev) {
-                writes.push((keys::revision_row(main).to_vec(), None));
-            }
+            writes.extend(self.mvcc.compact_rows(rev)?);
             writes.push((
                 keys::META_COMPACTED.to_vec(),
                 Some(rev.to_be_bytes().to_vec()),
@@ -949,7 +1012,7 @@ struct Staged {
     /// The revision row: every key change, in sub-revision order.
     row: Vec<KeyValue>,
     /// Writes to lease and member rows (`None` removes the row).
-    raw: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    raw: Vec<RowWrite>,
     overlay: Overlay,
     compact: Option<i64>,
 }
@@ -962,7 +1025,7 @@ struct Writer<'a> {
     /// Keys written in this entry, so later operations of a transaction see earlier ones.
     overlay: Overlay,
     row: Vec<KeyValue>,
-    raw: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    raw: Vec<RowWrite>,
     /// Lease rows written in this entry.
     leases: BTreeMap<i64, Option<i64>>,
     compact: Option<i64>,
@@ -1488,14 +1551,16 @@ mod tests {
             m.bootstrap(1, &[], (1, 1), b"").unwrap();
             m.apply(2, 1, &put("a", "1")).unwrap();
             // A crash after this row but before the applied index of its group.
-            let row = encode_row(&[KeyValue {
+            let mut row = Vec::new();
+            let kv = KeyValue {
                 key: b"a".to_vec(),
                 create_revision: 2,
                 mod_revision: 3,
                 version: 2,
                 value: b"lost".to_vec(),
                 lease: 0,
-            }]);
+            };
+            push_part(&mut row, Rev { main: 3, sub: 0 }, &kv);
             m.tree.insert(keys::revision_row(3), row).unwrap();
             m.make_durable().unwrap();
         }
@@ -1510,5 +1575,64 @@ mod tests {
             (kv.mod_revision, kv.version, kv.value.as_slice()),
             (3, 2, &b"2"[..])
         );
+    }
+
+    #[test]
+    fn groups_share_a_row_and_compaction_keeps_what_is_needed() {
+        let (_d, m) = store();
+        let mut g = ApplyGroup::new(&m).unwrap();
+        g.apply(2, 1, &put("a", "1")).unwrap();
+        g.apply(3, 1, &put("b", "1")).unwrap();
+        let two = Command {
+            op: Some(Op::Txn(TxnRequest {
+                success: vec![
+                    RequestOp {
+                        request: Some(request_op::Request::RequestPut(PutRequest {
+                            key: b"a".to_vec(),
+                            value: b"2".to_vec(),
+                            ..Default::default()
+                        })),
+                    },
+                    RequestOp {
+                        request: Some(request_op::Request::RequestPut(PutRequest {
+                            key: b"c".to_vec(),
+                            value: b"1".to_vec(),
+                            ..Default::default()
+                        })),
+                    },
+                ],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        g.apply(4, 1, &two).unwrap();
+        g.flush().unwrap();
+        m.apply(5, 1, &put("b", "2")).unwrap();
+        assert_eq!(m.tree.scan_prefix([keys::REVISION]).count(), 2);
+        // Whole revisions: a limit of one still returns both changes of revision 4.
+        let evs = m.events(4, 5, 1, true).unwrap();
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].prev_kv.as_ref().unwrap().value, b"1");
+        assert_eq!(m.events(2, 5, 100, false).unwrap().len(), 5);
+        let compact = |rev| Command {
+            op: Some(Op::Compaction(pb::CompactionRequest {
+                revision: rev,
+                physical: false,
+            })),
+            ..Default::default()
+        };
+        // At 4, the group row still holds a@4 and c@4 (b@3 is superseded at 5, not yet).
+        m.apply(6, 1, &compact(4)).unwrap();
+        assert_eq!(get(&m, "b", 4)[0].value, b"1");
+        m.apply(7, 1, &compact(5)).unwrap();
+        assert_eq!(get(&m, "a", 0)[0].value, b"2");
+        assert_eq!(get(&m, "c", 0)[0].value, b"1");
+        assert_eq!(get(&m, "b", 0)[0].value, b"2");
+        // Reopening rebuilds the same index from the rows.
+        let dir = m.dir.clone();
+        drop(m);
+        let m = Mvcc::open(&dir).unwrap();
+        assert_eq!(get(&m, "a", 5)[0].value, b"2");
+        assert_eq!(m.events(5, 5, 10, false).unwrap().len(), 1);
     }
 }

@@ -32,8 +32,12 @@ use super::transport::Transport;
 
 /// How often Raft's logical clock ticks.
 pub const TICK: Duration = Duration::from_millis(100);
-/// Ticks without a heartbeat before a follower campaigns (randomised up to twice this).
-pub const ELECTION_TICKS: usize = 10;
+/// Ticks without a heartbeat before a follower campaigns, at the least; also how long a leader
+/// goes without hearing from a quorum before it steps down.
+pub const ELECTION_TICKS: usize = 8;
+/// Upper end (exclusive) of the randomised election timeout. Kept well under twice the minimum so
+/// a crashed leader is replaced, and writes flow again, within two seconds.
+pub const MAX_ELECTION_TICKS: usize = 14;
 /// How long a proposal or read may wait for Raft before the client is told to retry.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most requests taken off the queue before the next Ready, which bounds a Ready's size.
