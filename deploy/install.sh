@@ -21,19 +21,27 @@ else
     fi
 fi
 
-# Wait until the store answers and has a leader.
-for _ in $(seq 1 100); do
-    if ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 --command-timeout=1s endpoint health >/dev/null 2>&1; then
-        cat <<'MSG'
-skiff is running: a single-member control plane, state in /var/lib/skiff.
-Its store speaks the etcd v3 API on 127.0.0.1:2379:
+# Wait until the store has a leader and the API server answers with the admin kubeconfig.
+conf=/var/lib/skiff/admin.conf
+for _ in $(seq 1 150); do
+    if ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 --command-timeout=1s endpoint health >/dev/null 2>&1 &&
+        [ -s "$conf" ] &&
+        curl -sf --cacert /var/lib/skiff/pki/ca.crt \
+            --cert /var/lib/skiff/pki/admin.crt --key /var/lib/skiff/pki/admin.key \
+            https://127.0.0.1:6443/healthz >/dev/null 2>&1; then
+        cat <<MSG
+skiff is running: a single-node control plane, state in /var/lib/skiff.
 
-    export ETCDCTL_API=3
-    etcdctl --endpoints=127.0.0.1:2379 put hello world
-    etcdctl --endpoints=127.0.0.1:2379 get hello
-    etcdctl --endpoints=127.0.0.1:2379 endpoint status -w table
+The Kubernetes API is on https://127.0.0.1:6443. Use it with kubectl:
 
-The Kubernetes API (kubectl) arrives with the API server milestone.
+    export KUBECONFIG=$conf
+    kubectl version
+    kubectl api-versions
+
+Copy $conf to ~/.kube/config to make it the default.
+The store speaks the etcd v3 API on 127.0.0.1:2379:
+
+    ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 endpoint status -w table
 MSG
         exit 0
     fi

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use skiff_control_plane::apiserver::{self, ApiServerConfig};
+use skiff_control_plane::pki::{self, PkiPaths};
 use skiff_control_plane::store::{self, api, ClusterState, Store, StoreConfig};
 use skiff_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use skiff_proto::etcdserverpb::SnapshotRequest;
@@ -123,6 +125,16 @@ pub struct InitArgs {
     /// Address to serve the store's etcd-compatible API on.
     #[arg(long, default_value = "127.0.0.1:2379")]
     store_listen: String,
+    /// Address the store listens on for its peers.
+    #[arg(long, default_value = "127.0.0.1:2380")]
+    store_peer_listen: String,
+    /// Address to serve the Kubernetes API (HTTPS) on.
+    #[arg(long, default_value = "0.0.0.0:6443")]
+    apiserver_listen: SocketAddr,
+    /// Address clients reach the API server at; goes into admin.conf and the serving
+    /// certificate. Defaults to the listen address, or 127.0.0.1 when that is unspecified.
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
 }
 
 pub fn init(args: InitArgs) -> Result<()> {
@@ -130,20 +142,52 @@ pub fn init(args: InitArgs) -> Result<()> {
         name: hostname(),
         data_dir: args.data_dir.join("store"),
         listen_client: format!("http://{}", args.store_listen),
-        listen_peer: "http://127.0.0.1:2380".into(),
+        listen_peer: format!("http://{}", args.store_peer_listen),
         initial_cluster: None,
         initial_cluster_state: StateArg::New,
         initial_cluster_token: "skiff-cluster".into(),
         snapshot_count: 10_000,
         max_request_bytes: store::DEFAULT_MAX_REQUEST_BYTES,
     };
+    let listen_ip = args.apiserver_listen.ip();
+    let advertise = args
+        .advertise_address
+        .unwrap_or(if listen_ip.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            listen_ip
+        });
+    let server = SocketAddr::new(advertise, args.apiserver_listen.port());
+    let pki = PkiPaths::new(&args.data_dir);
+    let mut sans = vec![
+        advertise.to_string(),
+        "127.0.0.1".into(),
+        "localhost".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+    ];
+    let host = hostname();
+    if pki::is_dns_name(&host) {
+        sans.push(host);
+    }
+    pki::ensure(&pki, &sans).context("creating the cluster certificates")?;
+    let kubeconfig = args.data_dir.join("admin.conf");
+    let api = ApiServerConfig {
+        listen: args.apiserver_listen,
+        advertise: server.to_string(),
+        pki,
+    };
     eprintln!(
-        "skiff control plane starting; state in {}.\n\
-         Use it with: ETCDCTL_API=3 etcdctl --endpoints={} member list",
-        args.data_dir.display(),
-        member.listen_client
+        "skiff control plane starting; state in {dir}.\n\
+         Use it with:\n  kubectl --kubeconfig {conf} version\n  \
+         ETCDCTL_API=3 etcdctl --endpoints={store} member list",
+        dir = args.data_dir.display(),
+        conf = kubeconfig.display(),
+        store = args.store_listen,
     );
-    serve(member.config()?)
+    serve_with_api(member.config()?, Some((api, kubeconfig)))
 }
 
 fn hostname() -> String {
@@ -193,6 +237,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn serve(cfg: StoreConfig) -> Result<()> {
+    serve_with_api(cfg, None)
+}
+
+/// Runs a store member and, for `init`, the API server in front of it (writing the admin
+/// kubeconfig once it listens).
+fn serve_with_api(cfg: StoreConfig, api: Option<(ApiServerConfig, PathBuf)>) -> Result<()> {
     let client_addr = socket_addr(&cfg.client_url, "--listen-client")?;
     let peer_addr = socket_addr(&cfg.peer_url, "--listen-peer")?;
     runtime()?.block_on(async move {
@@ -207,8 +257,22 @@ fn serve(cfg: StoreConfig) -> Result<()> {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(client));
         let peer_srv = api::peer_services(&store)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(peer));
+        let api_srv = async move {
+            let Some((api, kubeconfig)) = api else {
+                return std::future::pending::<Result<()>>().await;
+            };
+            let listener = apiserver::bind(&api).await?;
+            pki::write_admin_kubeconfig(
+                &api.pki,
+                &format!("https://{}", api.advertise),
+                &kubeconfig,
+            )?;
+            apiserver::serve(api, listener).await?;
+            Ok(())
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
+            r = api_srv => r.context("API server failed")?,
             r = client_srv => r.context("client server failed")?,
             r = peer_srv => r.context("peer server failed")?,
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),

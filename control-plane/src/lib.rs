@@ -1,6 +1,9 @@
 //! The skiff control plane.
 //!
-//! Today it holds the replicated store ([`store`]); the API server, scheduler and controllers
-//! are built on top of it in later milestones.
+//! It holds the replicated store ([`store`]), the cluster certificates ([`pki`]) and the
+//! Kubernetes API server ([`apiserver`]) in front of them; the scheduler and controllers come in
+//! later milestones.
 
+pub mod apiserver;
+pub mod pki;
 pub mod store;

@@ -1,0 +1,128 @@
+//! The Kubernetes-compatible API server: HTTPS with client-certificate authentication against
+//! the cluster CA, serving the Kubernetes REST API from the replicated store.
+//!
+//! This first part serves what every client asks before anything else: `/version` (kubectl
+//! picks its bundled version from it), discovery and the health endpoints.
+
+mod discovery;
+mod status;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::pki::{PkiError, PkiPaths};
+
+pub use status::Status;
+
+/// Why the API server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServerError {
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Who is calling, as established by the TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Presented a client certificate the cluster CA signed.
+    Certificate,
+    Anonymous,
+}
+
+/// How to reach and run the API server.
+#[derive(Debug, Clone)]
+pub struct ApiServerConfig {
+    pub listen: SocketAddr,
+    /// The address clients are told to use (discovery's serverAddressByClientCIDRs).
+    pub advertise: String,
+    pub pki: PkiPaths,
+}
+
+fn routes(cfg: &ApiServerConfig) -> Router {
+    Router::new()
+        .route("/version", get(discovery::version))
+        .route("/healthz", get(discovery::ok))
+        .route("/livez", get(discovery::ok))
+        .route("/readyz", get(discovery::ok))
+        .route("/api", get(discovery::api_versions))
+        .route("/api/v1", get(discovery::core_v1))
+        .route("/apis", get(discovery::api_groups))
+        .fallback(discovery::not_found)
+        .layer(middleware::from_fn(authenticate))
+        .layer(Extension(Arc::new(cfg.advertise.clone())))
+}
+
+/// Anonymous requests get 401, as the cluster allows no anonymous access.
+async fn authenticate(request: Request, next: Next) -> Response {
+    match request.extensions().get::<Identity>() {
+        Some(Identity::Certificate) => next.run(request).await,
+        _ => Status::unauthorized().into_response(),
+    }
+}
+
+/// Binds the listener; serving starts with [`serve`].
+pub async fn bind(cfg: &ApiServerConfig) -> Result<TcpListener, ApiServerError> {
+    TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ApiServerError::Listen {
+            addr: cfg.listen,
+            source,
+        })
+}
+
+/// Serves HTTPS on `listener` until the task is dropped.
+pub async fn serve(cfg: ApiServerConfig, listener: TcpListener) -> Result<(), ApiServerError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(&cfg.pki)?));
+    let app = routes(&cfg);
+    info!(listen = %cfg.listen, "API server serving");
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let identity = match tls.get_ref().1.peer_certificates() {
+                Some(certs) if !certs.is_empty() => Identity::Certificate,
+                _ => Identity::Anonymous,
+            };
+            let svc = TowerToHyperService::new(app.layer(Extension(identity)));
+            if let Err(e) = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
+                debug!(%peer, error = %e, "connection ended");
+            }
+        });
+    }
+}
