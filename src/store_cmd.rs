@@ -257,6 +257,7 @@ fn serve_with_api(cfg: StoreConfig, api: Option<(ApiServerConfig, PathBuf)>) -> 
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(client));
         let peer_srv = api::peer_services(&store)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(peer));
+        let api_store = store.clone();
         let api_srv = async move {
             let Some((api, kubeconfig)) = api else {
                 return std::future::pending::<Result<()>>().await;
@@ -267,7 +268,7 @@ fn serve_with_api(cfg: StoreConfig, api: Option<(ApiServerConfig, PathBuf)>) -> 
                 &format!("https://{}", api.advertise),
                 &kubeconfig,
             )?;
-            apiserver::serve(api, listener).await?;
+            apiserver::serve(api, listener, api_store).await?;
             Ok(())
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

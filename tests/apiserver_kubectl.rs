@@ -14,6 +14,7 @@ struct Init {
     child: Child,
     dir: TestDir,
     api: String,
+    store: String,
 }
 
 impl Drop for Init {
@@ -43,6 +44,7 @@ impl Init {
             child,
             dir,
             api: format!("{ip}:{api}"),
+            store: format!("{ip}:{store}"),
         };
         let conf = init.kubeconfig();
         let up = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
@@ -139,4 +141,84 @@ fn anonymous_requests_get_401_and_the_certificate_names_the_address() {
     let status = Json::parse(body).expect("a Status body");
     assert_eq!(status.get("kind").and_then(Json::as_str), Some("Status"));
     assert_eq!(status.get("code").and_then(Json::as_u64), Some(401));
+}
+
+#[test]
+fn kubectl_manages_namespaces_stored_in_the_store() {
+    let name = "kubectl_manages_namespaces";
+    if !require_tool(name, "kubectl") || !require_tool(name, "etcdctl") {
+        return;
+    }
+    let init = Init::start(name);
+    // `kubectl create namespace` sends a protobuf body.
+    let out = check_ok("create", &init.kubectl(&["create", "namespace", "demo"]));
+    assert_eq!(out.trim(), "namespace/demo created");
+    let table = check_ok("get ns", &init.kubectl(&["get", "namespaces"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "STATUS", "AGE"],
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("demo") && lines[1].contains("Active"),
+        "{table}"
+    );
+    let json = check_ok(
+        "get -o json",
+        &init.kubectl(&["get", "ns", "demo", "-o", "json"]),
+    );
+    let obj = Json::parse(&json).expect("namespace JSON");
+    assert_eq!(obj.get("kind").and_then(Json::as_str), Some("Namespace"));
+    assert_eq!(
+        obj.path(&["metadata", "uid"])
+            .and_then(Json::as_str)
+            .map(str::len),
+        Some(36)
+    );
+    assert!(obj
+        .path(&["metadata", "resourceVersion"])
+        .and_then(Json::as_str)
+        .is_some());
+    assert!(obj.path(&["metadata", "creationTimestamp"]).is_some());
+
+    // It lives in the replicated store, where etcd's tools see it.
+    let stored = run_with_timeout(
+        Command::new("etcdctl").env("ETCDCTL_API", "3").args([
+            "--endpoints",
+            &init.store,
+            "get",
+            "/registry/namespaces/demo",
+            "--print-value-only",
+        ]),
+        None,
+        Duration::from_secs(15),
+    );
+    assert!(check_ok("etcdctl get", &stored).contains("\"name\":\"demo\""));
+
+    let again = init.kubectl(&["create", "namespace", "demo"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("(AlreadyExists): namespaces \"demo\" already exists"),
+        "{}",
+        describe(&again)
+    );
+    let bad = init.kubectl(&["create", "namespace", "Bad_Name"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains(
+            "The Namespace \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""
+        ),
+        "{}",
+        describe(&bad)
+    );
+    let deleted = check_ok("delete", &init.kubectl(&["delete", "namespace", "demo"]));
+    assert_eq!(deleted.trim(), "namespace \"demo\" deleted");
+    let gone = init.kubectl(&["get", "namespace", "demo"]);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("(NotFound): namespaces \"demo\" not found"),
+        "{}",
+        describe(&gone)
+    );
 }

@@ -49,7 +49,14 @@ pub async fn core_v1() -> Json<Value> {
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": "v1",
-        "resources": [],
+        "resources": [{
+            "name": "namespaces",
+            "singularName": "namespace",
+            "namespaced": false,
+            "kind": "Namespace",
+            "verbs": ["create", "delete", "get", "list"],
+            "shortNames": ["ns"],
+        }],
     }))
 }
 

@@ -1,11 +1,16 @@
 //! The Kubernetes-compatible API server: HTTPS with client-certificate authentication against
 //! the cluster CA, serving the Kubernetes REST API from the replicated store.
 //!
-//! This first part serves what every client asks before anything else: `/version` (kubectl
-//! picks its bundled version from it), discovery and the health endpoints.
+//! So far it serves what every client asks before anything else (`/version`, from which kubectl
+//! picks its bundled version; discovery; health) and core/v1 Namespaces, stored through
+//! [`registry`] in the replicated store.
 
+mod body;
 mod discovery;
+mod namespaces;
+mod registry;
 mod status;
+mod table;
 mod tls;
 
 use std::net::SocketAddr;
@@ -23,6 +28,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::pki::{PkiError, PkiPaths};
+use crate::store::Store;
 
 pub use status::Status;
 
@@ -57,7 +63,7 @@ pub struct ApiServerConfig {
     pub pki: PkiPaths,
 }
 
-fn routes(cfg: &ApiServerConfig) -> Router {
+fn routes(cfg: &ApiServerConfig, store: Store) -> Router {
     Router::new()
         .route("/version", get(discovery::version))
         .route("/healthz", get(discovery::ok))
@@ -66,9 +72,18 @@ fn routes(cfg: &ApiServerConfig) -> Router {
         .route("/api", get(discovery::api_versions))
         .route("/api/v1", get(discovery::core_v1))
         .route("/apis", get(discovery::api_groups))
+        .route(
+            "/api/v1/namespaces",
+            get(namespaces::list).post(namespaces::create),
+        )
+        .route(
+            "/api/v1/namespaces/:name",
+            get(namespaces::get).delete(namespaces::delete),
+        )
         .fallback(discovery::not_found)
         .layer(middleware::from_fn(authenticate))
         .layer(Extension(Arc::new(cfg.advertise.clone())))
+        .layer(Extension(store))
 }
 
 /// Anonymous requests get 401, as the cluster allows no anonymous access.
@@ -90,9 +105,13 @@ pub async fn bind(cfg: &ApiServerConfig) -> Result<TcpListener, ApiServerError> 
 }
 
 /// Serves HTTPS on `listener` until the task is dropped.
-pub async fn serve(cfg: ApiServerConfig, listener: TcpListener) -> Result<(), ApiServerError> {
+pub async fn serve(
+    cfg: ApiServerConfig,
+    listener: TcpListener,
+    store: Store,
+) -> Result<(), ApiServerError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(&cfg.pki)?));
-    let app = routes(&cfg);
+    let app = routes(&cfg, store);
     info!(listen = %cfg.listen, "API server serving");
     loop {
         let (tcp, peer) = match listener.accept().await {

@@ -1,0 +1,115 @@
+//! Request bodies: JSON, or Kubernetes protobuf (the `k8s\0` magic and a `runtime.Unknown`
+//! envelope), which client-go's typed clients send for built-in kinds.
+
+use axum::http::HeaderMap;
+use k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use prost014::Message as _;
+use serde_json::{json, Map, Value};
+
+use super::status::Status;
+
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+const MAGIC: &[u8] = b"k8s\0";
+
+/// The object in a create or update body, as JSON, with apiVersion and kind filled in from the
+/// URL when the body leaves them out.
+pub fn object(
+    headers: &HeaderMap,
+    body: &[u8],
+    api_version: &str,
+    kind: &str,
+) -> Result<Value, Status> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let mut obj = if content_type.starts_with(PROTOBUF) {
+        from_protobuf(body, kind)?
+    } else if content_type.starts_with("application/json") || content_type.is_empty() {
+        serde_json::from_slice(body)
+            .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?
+    } else {
+        return Err(Status::unsupported_media_type(content_type));
+    };
+    let Some(map) = obj.as_object_mut() else {
+        return Err(Status::bad_request(
+            "the request body is not a JSON object".into(),
+        ));
+    };
+    map.entry("apiVersion").or_insert(json!(api_version));
+    map.entry("kind").or_insert(json!(kind));
+    Ok(obj)
+}
+
+fn from_protobuf(body: &[u8], kind: &str) -> Result<Value, Status> {
+    let bad = |why: String| Status::bad_request(format!("malformed protobuf body: {why}"));
+    let rest = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| bad("missing the k8s\\0 prefix".into()))?;
+    let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown::decode(rest)
+        .map_err(|e| bad(e.to_string()))?;
+    let raw = unknown.raw.unwrap_or_default();
+    match kind {
+        "Namespace" => {
+            let ns = k8s_pb::api::core::v1::Namespace::decode(raw.as_slice())
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(json!({"metadata": meta(ns.metadata.unwrap_or_default())}))
+        }
+        other => Err(Status::unsupported_media_type(&format!(
+            "{PROTOBUF} for {other}"
+        ))),
+    }
+}
+
+/// The parts of ObjectMeta a client may set on create.
+fn meta(m: ObjectMeta) -> Value {
+    let mut out = Map::new();
+    // Go's protobuf writes empty strings; they mean "not set".
+    let set = |v: Option<String>| v.filter(|s| !s.is_empty());
+    if let Some(v) = set(m.name) {
+        out.insert("name".into(), json!(v));
+    }
+    if let Some(v) = set(m.generate_name) {
+        out.insert("generateName".into(), json!(v));
+    }
+    if let Some(v) = set(m.namespace) {
+        out.insert("namespace".into(), json!(v));
+    }
+    if !m.labels.is_empty() {
+        out.insert("labels".into(), json!(m.labels));
+    }
+    if !m.annotations.is_empty() {
+        out.insert("annotations".into(), json!(m.annotations));
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protobuf_namespace_becomes_json() {
+        let ns = k8s_pb::api::core::v1::Namespace {
+            metadata: Some(ObjectMeta {
+                name: Some("demo".into()),
+                labels: [("a".to_string(), "b".to_string())].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown {
+            raw: Some(ns.encode_to_vec()),
+            ..Default::default()
+        };
+        let mut body = MAGIC.to_vec();
+        body.extend(unknown.encode_to_vec());
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", PROTOBUF.parse().unwrap());
+        let obj = object(&headers, &body, "v1", "Namespace").unwrap();
+        assert_eq!(obj["metadata"]["name"], "demo");
+        assert_eq!(obj["metadata"]["labels"]["a"], "b");
+        assert_eq!(obj["kind"], "Namespace");
+        assert!(object(&headers, b"junk", "v1", "Namespace").is_err());
+    }
+}
