@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use skiff_control_plane::apiserver::{self, ApiServerConfig};
+use skiff_control_plane::apiserver::{self, ApiServerConfig, TokenFile};
 use skiff_control_plane::pki::{self, PkiPaths};
 use skiff_control_plane::store::{self, api, ClusterState, Store, StoreConfig};
 use skiff_proto::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -135,6 +135,9 @@ pub struct InitArgs {
     /// certificate. Defaults to the listen address, or 127.0.0.1 when that is unspecified.
     #[arg(long)]
     advertise_address: Option<std::net::IpAddr>,
+    /// Static bearer tokens for the API server, one `token,user,uid[,"group1,group2"]` per line.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
 }
 
 pub fn init(args: InitArgs) -> Result<()> {
@@ -174,10 +177,15 @@ pub fn init(args: InitArgs) -> Result<()> {
     }
     pki::ensure(&pki, &sans).context("creating the cluster certificates")?;
     let kubeconfig = args.data_dir.join("admin.conf");
+    let tokens = match &args.token_auth_file {
+        Some(path) => TokenFile::load(path).map_err(|e| anyhow!("--token-auth-file: {e}"))?,
+        None => TokenFile::default(),
+    };
     let api = ApiServerConfig {
         listen: args.apiserver_listen,
         advertise: server.to_string(),
         pki,
+        tokens,
     };
     eprintln!(
         "skiff control plane starting; state in {dir}.\n\

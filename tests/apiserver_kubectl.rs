@@ -26,6 +26,10 @@ impl Drop for Init {
 
 impl Init {
     fn start(label: &str) -> Init {
+        Init::start_with(label, &[])
+    }
+
+    fn start_with(label: &str, extra: &[&str]) -> Init {
         let ip = Ipv4Addr::new(127, 0, 0, 61);
         let dir = TestDir::new(label);
         let (store, peer, api) = (alloc_port(ip), alloc_port(ip), alloc_port(ip));
@@ -36,6 +40,7 @@ impl Init {
             .args(["--store-listen", &format!("{ip}:{store}")])
             .args(["--store-peer-listen", &format!("{ip}:{peer}")])
             .args(["--apiserver-listen", &format!("{ip}:{api}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -103,9 +108,11 @@ fn kubectl_reads_version_discovery_and_health() {
         check_ok("healthz", &init.kubectl(&["get", "--raw", "/healthz"])),
         "ok"
     );
+    let versions = check_ok("api-versions", &init.kubectl(&["api-versions"]));
     assert_eq!(
-        check_ok("api-versions", &init.kubectl(&["api-versions"])).trim(),
-        "v1"
+        versions.lines().collect::<Vec<_>>(),
+        ["authentication.k8s.io/v1", "v1"],
+        "{versions}"
     );
     let missing = init.kubectl(&["get", "--raw", "/nope"]);
     assert!(!missing.status.success());
@@ -220,5 +227,48 @@ fn kubectl_manages_namespaces_stored_in_the_store() {
         String::from_utf8_lossy(&gone.stderr).contains("(NotFound): namespaces \"demo\" not found"),
         "{}",
         describe(&gone)
+    );
+}
+
+#[test]
+fn users_come_from_certificates_and_bearer_tokens() {
+    let name = "users_come_from_certificates_and_bearer_tokens";
+    if !require_tool(name, "kubectl") {
+        return;
+    }
+    let tokens = TestDir::new("tokens");
+    let file = tokens.path().join("tokens.csv");
+    std::fs::write(&file, "s3cret-token,alice,1001,\"dev,ops\"\n").expect("token file");
+    let init = Init::start_with(name, &["--token-auth-file", file.to_str().unwrap()]);
+    let admin = check_ok("whoami", &init.kubectl(&["auth", "whoami"]));
+    assert!(admin.contains("kubernetes-admin"), "{admin}");
+    assert!(
+        admin.contains("[system:masters system:authenticated]"),
+        "{admin}"
+    );
+
+    let ca = init.dir.path().join("data/pki/ca.crt");
+    let as_token = |token: &str| {
+        run_with_timeout(
+            Command::new("kubectl")
+                .env("HOME", init.dir.path().join("home"))
+                .args(["--kubeconfig", "/dev/null", "--server"])
+                .arg(format!("https://{}", init.api))
+                .arg("--certificate-authority")
+                .arg(&ca)
+                .args(["--token", token, "auth", "whoami"]),
+            None,
+            Duration::from_secs(30),
+        )
+    };
+    let alice = check_ok("whoami with a token", &as_token("s3cret-token"));
+    assert!(alice.contains("alice"), "{alice}");
+    assert!(alice.contains("[dev ops system:authenticated]"), "{alice}");
+    let wrong = as_token("not-a-token");
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("Unauthorized"),
+        "{}",
+        describe(&wrong)
     );
 }

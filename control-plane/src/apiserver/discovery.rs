@@ -9,6 +9,7 @@ use axum::{Extension, Json};
 use serde_json::{json, Value};
 
 use super::status::Status;
+use super::User;
 
 /// The Kubernetes version whose wire format the server speaks; `/usr/bin/kubectl` runs its
 /// bundled client of the same minor version.
@@ -41,7 +42,44 @@ pub async fn api_versions(Extension(advertise): Extension<Arc<String>>) -> Json<
 }
 
 pub async fn api_groups() -> Json<Value> {
-    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
+    let gv = json!({"groupVersion": "authentication.k8s.io/v1", "version": "v1"});
+    Json(json!({
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [{
+            "name": "authentication.k8s.io",
+            "versions": [gv],
+            "preferredVersion": gv,
+        }],
+    }))
+}
+
+pub async fn authentication_v1() -> Json<Value> {
+    Json(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "authentication.k8s.io/v1",
+        "resources": [{
+            "name": "selfsubjectreviews",
+            "singularName": "selfsubjectreview",
+            "namespaced": false,
+            "kind": "SelfSubjectReview",
+            "verbs": ["create"],
+        }],
+    }))
+}
+
+/// `kubectl auth whoami`: the caller as the server sees it.
+pub async fn self_subject_review(Extension(user): Extension<User>) -> impl IntoResponse {
+    (
+        axum::http::StatusCode::CREATED,
+        Json(json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": {"username": user.name, "groups": user.groups}},
+        })),
+    )
 }
 
 pub async fn core_v1() -> Json<Value> {

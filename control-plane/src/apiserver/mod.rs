@@ -5,6 +5,7 @@
 //! picks its bundled version; discovery; health) and core/v1 Namespaces, stored through
 //! [`registry`] in the replicated store.
 
+mod authn;
 mod body;
 mod discovery;
 mod namespaces;
@@ -46,13 +47,11 @@ pub enum ApiServerError {
     },
 }
 
-/// Who is calling, as established by the TLS handshake.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    /// Presented a client certificate the cluster CA signed.
-    Certificate,
-    Anonymous,
-}
+pub use authn::{TokenFile, User};
+
+/// The user a connection's client certificate names; None when it presented none.
+#[derive(Debug, Clone)]
+struct CertificateUser(Option<User>);
 
 /// How to reach and run the API server.
 #[derive(Debug, Clone)]
@@ -61,6 +60,8 @@ pub struct ApiServerConfig {
     /// The address clients are told to use (discovery's serverAddressByClientCIDRs).
     pub advertise: String,
     pub pki: PkiPaths,
+    /// Static bearer tokens, if any.
+    pub tokens: TokenFile,
 }
 
 fn routes(cfg: &ApiServerConfig, store: Store) -> Router {
@@ -73,6 +74,14 @@ fn routes(cfg: &ApiServerConfig, store: Store) -> Router {
         .route("/api/v1", get(discovery::core_v1))
         .route("/apis", get(discovery::api_groups))
         .route(
+            "/apis/authentication.k8s.io/v1",
+            get(discovery::authentication_v1),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            axum::routing::post(discovery::self_subject_review),
+        )
+        .route(
             "/api/v1/namespaces",
             get(namespaces::list).post(namespaces::create),
         )
@@ -82,15 +91,39 @@ fn routes(cfg: &ApiServerConfig, store: Store) -> Router {
         )
         .fallback(discovery::not_found)
         .layer(middleware::from_fn(authenticate))
+        .layer(Extension(Arc::new(cfg.tokens.clone())))
         .layer(Extension(Arc::new(cfg.advertise.clone())))
         .layer(Extension(store))
 }
 
-/// Anonymous requests get 401, as the cluster allows no anonymous access.
-async fn authenticate(request: Request, next: Next) -> Response {
-    match request.extensions().get::<Identity>() {
-        Some(Identity::Certificate) => next.run(request).await,
-        _ => Status::unauthorized().into_response(),
+/// Attaches the caller's [`User`] to the request; anonymous requests get 401, as the cluster
+/// allows no anonymous access.
+async fn authenticate(mut request: Request, next: Next) -> Response {
+    let from_cert = request
+        .extensions()
+        .get::<CertificateUser>()
+        .and_then(|c| c.0.clone());
+    let user = from_cert.or_else(|| {
+        let token = request
+            .headers()
+            .get("authorization")?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?
+            .trim()
+            .to_string();
+        request
+            .extensions()
+            .get::<Arc<TokenFile>>()?
+            .user(&token)
+            .cloned()
+    });
+    match user {
+        Some(user) => {
+            request.extensions_mut().insert(user);
+            next.run(request).await
+        }
+        None => Status::unauthorized().into_response(),
     }
 }
 
@@ -131,11 +164,14 @@ pub async fn serve(
                     return;
                 }
             };
-            let identity = match tls.get_ref().1.peer_certificates() {
-                Some(certs) if !certs.is_empty() => Identity::Certificate,
-                _ => Identity::Anonymous,
-            };
-            let svc = TowerToHyperService::new(app.layer(Extension(identity)));
+            // rustls has already checked the chain against the cluster CA.
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|der| authn::from_certificate(der));
+            let svc = TowerToHyperService::new(app.layer(Extension(CertificateUser(user))));
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                 .await
