@@ -5,6 +5,7 @@
 #   etcd-client  -> etcdctl (v3.4), used by the end-to-end tests
 #   etcd-server  -> etcd (v3.4), used only by benchmarks as a baseline
 #   nftables     -> nft, used by the tests to partition members
+#   python3-venv -> a venv for the official Python client the API tests drive
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -20,6 +21,7 @@ PACKAGES=(
     etcd-client
     etcd-server
     python3
+    python3-venv
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -61,6 +63,17 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# The official Python client, pinned, in a venv of its own (Debian's Python is externally
+# managed, so pip may not install into it).
+VENV=/opt/skiff-tests/venv
+KUBERNETES_PY=37.0.2
+if ! "$VENV/bin/python3" -c "import sys, kubernetes; sys.exit(kubernetes.__version__ != '$KUBERNETES_PY')" 2>/dev/null; then
+    echo "install-deps.sh: installing the Python kubernetes client $KUBERNETES_PY into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "kubernetes==$KUBERNETES_PY"
+fi
+
 echo "install-deps.sh: cargo: $(cargo --version)"
 echo "install-deps.sh: etcdctl: $(ETCDCTL_API=3 etcdctl version 2>/dev/null | head -1)"
 echo "install-deps.sh: nft: $(nft --version 2>/dev/null)"
+echo "install-deps.sh: python client: $("$VENV/bin/python3" -c 'import kubernetes; print(kubernetes.__version__)')"

@@ -4,84 +4,10 @@
 mod common;
 
 use common::cluster::*;
-use std::net::{Ipv4Addr, TcpStream};
+use common::control_plane::Init;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-/// A running `skiff init`, killed on drop.
-struct Init {
-    child: Child,
-    dir: TestDir,
-    api: String,
-    store: String,
-}
-
-impl Drop for Init {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Init {
-    fn start(label: &str) -> Init {
-        Init::start_with(label, &[])
-    }
-
-    fn start_with(label: &str, extra: &[&str]) -> Init {
-        let ip = Ipv4Addr::new(127, 0, 0, 61);
-        let dir = TestDir::new(label);
-        let (store, peer, api) = (alloc_port(ip), alloc_port(ip), alloc_port(ip));
-        let log = std::fs::File::create(dir.path().join("init.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["init", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--store-listen", &format!("{ip}:{store}")])
-            .args(["--store-peer-listen", &format!("{ip}:{peer}")])
-            .args(["--apiserver-listen", &format!("{ip}:{api}")])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn skiff init");
-        let init = Init {
-            child,
-            dir,
-            api: format!("{ip}:{api}"),
-            store: format!("{ip}:{store}"),
-        };
-        let conf = init.kubeconfig();
-        let up = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-            conf.exists() && TcpStream::connect(&init.api).is_ok()
-        });
-        assert!(
-            up,
-            "skiff init did not serve the API within 30 s:\n{}",
-            std::fs::read_to_string(init.dir.path().join("init.log")).unwrap_or_default()
-        );
-        init
-    }
-
-    fn kubeconfig(&self) -> std::path::PathBuf {
-        self.dir.path().join("data").join("admin.conf")
-    }
-
-    /// Runs kubectl with the admin kubeconfig and a private discovery cache.
-    fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        let home = self.dir.path().join("home");
-        let _ = std::fs::create_dir_all(&home);
-        run_with_timeout(
-            Command::new("kubectl")
-                .env("HOME", &home)
-                .arg("--kubeconfig")
-                .arg(self.kubeconfig())
-                .args(args),
-            None,
-            Duration::from_secs(30),
-        )
-    }
-}
 
 #[test]
 fn kubectl_reads_version_discovery_and_health() {
@@ -109,11 +35,9 @@ fn kubectl_reads_version_discovery_and_health() {
         "ok"
     );
     let versions = check_ok("api-versions", &init.kubectl(&["api-versions"]));
-    assert_eq!(
-        versions.lines().collect::<Vec<_>>(),
-        ["authentication.k8s.io/v1", "v1"],
-        "{versions}"
-    );
+    for gv in ["apps/v1", "authentication.k8s.io/v1", "v1"] {
+        assert!(versions.lines().any(|l| l == gv), "{gv}: {versions}");
+    }
     let missing = init.kubectl(&["get", "--raw", "/nope"]);
     assert!(!missing.status.success());
     assert!(
@@ -168,7 +92,9 @@ fn kubectl_manages_namespaces_stored_in_the_store() {
         "{table}"
     );
     assert!(
-        lines[1].starts_with("demo") && lines[1].contains("Active"),
+        lines
+            .iter()
+            .any(|l| l.starts_with("demo ") && l.contains("Active")),
         "{table}"
     );
     let json = check_ok(
@@ -195,7 +121,7 @@ fn kubectl_manages_namespaces_stored_in_the_store() {
             "--endpoints",
             &init.store,
             "get",
-            "/registry/namespaces/demo",
+            "/registry/core/namespaces/demo",
             "--print-value-only",
         ]),
         None,
@@ -264,6 +190,66 @@ fn users_come_from_certificates_and_bearer_tokens() {
     let alice = check_ok("whoami with a token", &as_token("s3cret-token"));
     assert!(alice.contains("alice"), "{alice}");
     assert!(alice.contains("[dev ops system:authenticated]"), "{alice}");
+    // RBAC: alice may do nothing until a binding grants it, then only what the role allows.
+    let as_alice = |args: &[&str]| {
+        run_with_timeout(
+            Command::new("kubectl")
+                .env("HOME", init.dir.path().join("home-alice"))
+                .args(["--kubeconfig", "/dev/null", "--server"])
+                .arg(format!("https://{}", init.api))
+                .arg("--certificate-authority")
+                .arg(&ca)
+                .args(["--token", "s3cret-token"])
+                .args(args),
+            None,
+            Duration::from_secs(30),
+        )
+    };
+    let denied = as_alice(&["get", "pods"]);
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains(
+            "Error from server (Forbidden): pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+        ),
+        "{}",
+        describe(&denied)
+    );
+    assert_eq!(
+        stdout_str(&as_alice(&["auth", "can-i", "list", "pods"])).trim(),
+        "no"
+    );
+    check_ok(
+        "create rolebinding",
+        &init.kubectl(&[
+            "create",
+            "rolebinding",
+            "alice-view",
+            "--clusterrole=view",
+            "--user=alice",
+        ]),
+    );
+    let allowed = as_alice(&["get", "pods"]);
+    assert!(
+        String::from_utf8_lossy(&allowed.stderr)
+            .contains("No resources found in default namespace."),
+        "{}",
+        describe(&allowed)
+    );
+    assert_eq!(
+        stdout_str(&as_alice(&["auth", "can-i", "list", "pods"])).trim(),
+        "yes"
+    );
+    let write = as_alice(&["create", "configmap", "x"]);
+    assert!(
+        String::from_utf8_lossy(&write.stderr).contains(
+            "configmaps is forbidden: User \"alice\" cannot create resource \"configmaps\""
+        ),
+        "{}",
+        describe(&write)
+    );
+    let other_ns = as_alice(&["get", "pods", "-n", "kube-system"]);
+    assert!(!other_ns.status.success(), "{}", describe(&other_ns));
+
     let wrong = as_token("not-a-token");
     assert!(!wrong.status.success());
     assert!(

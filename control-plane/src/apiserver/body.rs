@@ -2,10 +2,11 @@
 //! envelope), which client-go's typed clients send for built-in kinds.
 
 use axum::http::HeaderMap;
-use k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use prost014::Message as _;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::catalog::ResourceType;
+use super::protobuf::ProtobufError;
 use super::status::Status;
 
 const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
@@ -13,21 +14,16 @@ const MAGIC: &[u8] = b"k8s\0";
 
 /// The object in a create or update body, as JSON, with apiVersion and kind filled in from the
 /// URL when the body leaves them out.
-pub fn object(
-    headers: &HeaderMap,
-    body: &[u8],
-    api_version: &str,
-    kind: &str,
-) -> Result<Value, Status> {
+pub fn object(headers: &HeaderMap, body: &[u8], res: &ResourceType) -> Result<Value, Status> {
+    let (api_version, kind) = (res.api_version(), res.kind);
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let mut obj = if content_type.starts_with(PROTOBUF) {
-        from_protobuf(body, kind)?
+        from_protobuf(body, res)?
     } else if content_type.starts_with("application/json") || content_type.is_empty() {
-        serde_json::from_slice(body)
-            .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?
+        json(body)?
     } else {
         return Err(Status::unsupported_media_type(content_type));
     };
@@ -41,7 +37,13 @@ pub fn object(
     Ok(obj)
 }
 
-fn from_protobuf(body: &[u8], kind: &str) -> Result<Value, Status> {
+/// A JSON body, with serde_json's nesting limit guarding against deep documents.
+pub fn json(body: &[u8]) -> Result<Value, Status> {
+    serde_json::from_slice(body)
+        .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+fn from_protobuf(body: &[u8], res: &ResourceType) -> Result<Value, Status> {
     let bad = |why: String| Status::bad_request(format!("malformed protobuf body: {why}"));
     let rest = body
         .strip_prefix(MAGIC)
@@ -49,44 +51,16 @@ fn from_protobuf(body: &[u8], kind: &str) -> Result<Value, Status> {
     let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown::decode(rest)
         .map_err(|e| bad(e.to_string()))?;
     let raw = unknown.raw.unwrap_or_default();
-    match kind {
-        "Namespace" => {
-            let ns = k8s_pb::api::core::v1::Namespace::decode(raw.as_slice())
-                .map_err(|e| bad(e.to_string()))?;
-            Ok(json!({"metadata": meta(ns.metadata.unwrap_or_default())}))
-        }
-        other => Err(Status::unsupported_media_type(&format!(
-            "{PROTOBUF} for {other}"
-        ))),
-    }
-}
-
-/// The parts of ObjectMeta a client may set on create.
-fn meta(m: ObjectMeta) -> Value {
-    let mut out = Map::new();
-    // Go's protobuf writes empty strings; they mean "not set".
-    let set = |v: Option<String>| v.filter(|s| !s.is_empty());
-    if let Some(v) = set(m.name) {
-        out.insert("name".into(), json!(v));
-    }
-    if let Some(v) = set(m.generate_name) {
-        out.insert("generateName".into(), json!(v));
-    }
-    if let Some(v) = set(m.namespace) {
-        out.insert("namespace".into(), json!(v));
-    }
-    if !m.labels.is_empty() {
-        out.insert("labels".into(), json!(m.labels));
-    }
-    if !m.annotations.is_empty() {
-        out.insert("annotations".into(), json!(m.annotations));
-    }
-    Value::Object(out)
+    super::protobuf::to_json(res.group, res.kind, &raw).map_err(|e| match e {
+        ProtobufError::Malformed(_) => Status::bad_request(e.to_string()),
+        ProtobufError::UnsupportedKind(_) => Status::unsupported_media_type(&e.to_string()),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     #[test]
     fn protobuf_namespace_becomes_json() {
@@ -106,10 +80,11 @@ mod tests {
         body.extend(unknown.encode_to_vec());
         let mut headers = HeaderMap::new();
         headers.insert("content-type", PROTOBUF.parse().unwrap());
-        let obj = object(&headers, &body, "v1", "Namespace").unwrap();
+        let ns = crate::apiserver::catalog::find("", "v1", "namespaces").unwrap();
+        let obj = object(&headers, &body, ns).unwrap();
         assert_eq!(obj["metadata"]["name"], "demo");
         assert_eq!(obj["metadata"]["labels"]["a"], "b");
         assert_eq!(obj["kind"], "Namespace");
-        assert!(object(&headers, b"junk", "v1", "Namespace").is_err());
+        assert!(object(&headers, b"junk", ns).is_err());
     }
 }

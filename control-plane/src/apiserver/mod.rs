@@ -6,22 +6,37 @@
 //! [`registry`] in the replicated store.
 
 mod authn;
+mod authz;
 mod body;
+mod catalog;
+mod defaults;
 mod discovery;
 mod namespaces;
+mod objects;
+mod openapi;
+mod patch;
+mod protobuf;
 mod registry;
+mod rest;
+mod selectors;
+mod services;
 mod status;
+mod strategic_merge;
 mod table;
 mod tls;
+mod validation;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request};
+use axum::http::{HeaderMap, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::routing::{any, get};
+use axum::{Extension, Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -71,29 +86,128 @@ fn routes(cfg: &ApiServerConfig, store: Store) -> Router {
         .route("/livez", get(discovery::ok))
         .route("/readyz", get(discovery::ok))
         .route("/api", get(discovery::api_versions))
-        .route("/api/v1", get(discovery::core_v1))
         .route("/apis", get(discovery::api_groups))
+        .route("/api/v1", get(|| group_version(String::new(), "v1".into())))
         .route(
-            "/apis/authentication.k8s.io/v1",
-            get(discovery::authentication_v1),
+            "/apis/:group/:version",
+            get(|Path((g, v)): Path<(String, String)>| group_version(g, v)),
         )
         .route(
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
             axum::routing::post(discovery::self_subject_review),
         )
         .route(
-            "/api/v1/namespaces",
-            get(namespaces::list).post(namespaces::create),
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            axum::routing::post(self_subject_access_review),
         )
-        .route(
-            "/api/v1/namespaces/:name",
-            get(namespaces::get).delete(namespaces::delete),
-        )
+        .route("/openapi/v3", get(openapi::index))
+        .route("/openapi/v3/*path", get(openapi::document))
+        .route("/api/v1/*rest", any(core_rest))
+        .route("/apis/:group/:version/*rest", any(group_rest))
         .fallback(discovery::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(authenticate))
         .layer(Extension(Arc::new(cfg.tokens.clone())))
         .layer(Extension(Arc::new(cfg.advertise.clone())))
         .layer(Extension(store))
+}
+
+/// `kubectl auth can-i`: whether the caller may do what the review describes.
+async fn self_subject_access_review(
+    Extension(store): Extension<Store>,
+    Extension(user): Extension<User>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(res) = catalog::find("authorization.k8s.io", "v1", "selfsubjectaccessreviews") else {
+        return Status::internal("no selfsubjectaccessreviews".into()).into_response();
+    };
+    let review = match body::object(&headers, &body, res) {
+        Ok(v) => v,
+        Err(s) => return s.into_response(),
+    };
+    let spec = &review["spec"];
+    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let attrs = if spec["nonResourceAttributes"].is_object() {
+        let a = &spec["nonResourceAttributes"];
+        authz::Attributes::NonResource {
+            verb: text(&a["verb"]).unwrap_or_default(),
+            path: text(&a["path"]).unwrap_or_default(),
+        }
+    } else {
+        let a = &spec["resourceAttributes"];
+        authz::Attributes::Resource {
+            verb: text(&a["verb"]).unwrap_or_default(),
+            group: text(&a["group"]).unwrap_or_default(),
+            resource: text(&a["resource"]).unwrap_or_default(),
+            subresource: text(&a["subresource"]),
+            namespace: text(&a["namespace"]),
+            name: text(&a["name"]),
+        }
+    };
+    let allowed = match authz::allowed(&store, &user, &attrs).await {
+        Ok(a) => a,
+        Err(s) => return s.into_response(),
+    };
+    let mut out = review.clone();
+    out["apiVersion"] = serde_json::json!("authorization.k8s.io/v1");
+    out["kind"] = serde_json::json!("SelfSubjectAccessReview");
+    out["metadata"] = serde_json::json!({"creationTimestamp": null});
+    out["status"] = serde_json::json!({"allowed": allowed});
+    (axum::http::StatusCode::CREATED, Json(out)).into_response()
+}
+
+/// Largest request body accepted, as upstream's 3 MiB limit.
+const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+async fn group_version(group: String, version: String) -> Response {
+    match discovery::resource_list(&group, &version) {
+        Some(list) => Json(list).into_response(),
+        None => Status::not_found(&format!("/apis/{group}/{version}")).into_response(),
+    }
+}
+
+async fn core_rest(
+    Extension(store): Extension<Store>,
+    method: Method,
+    Path(rest): Path<String>,
+    Query(q): Query<rest::Query>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve_rest(store, method, "", "v1", &rest, q, headers, body).await
+}
+
+async fn group_rest(
+    Extension(store): Extension<Store>,
+    method: Method,
+    Path((group, version, rest)): Path<(String, String, String)>,
+    Query(q): Query<rest::Query>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve_rest(store, method, &group, &version, &rest, q, headers, body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_rest(
+    store: Store,
+    method: Method,
+    group: &str,
+    version: &str,
+    path: &str,
+    q: rest::Query,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = match rest::parse_target(group, version, path) {
+        Ok(t) => t,
+        Err(s) => return s.into_response(),
+    };
+    match rest::handle(store, method, target, q, headers, body).await {
+        Ok(r) => r,
+        Err(s) => s.into_response(),
+    }
 }
 
 /// Attaches the caller's [`User`] to the request; anonymous requests get 401, as the cluster
@@ -118,12 +232,58 @@ async fn authenticate(mut request: Request, next: Next) -> Response {
             .user(&token)
             .cloned()
     });
-    match user {
-        Some(user) => {
-            request.extensions_mut().insert(user);
-            next.run(request).await
+    let Some(user) = user else {
+        return Status::unauthorized().into_response();
+    };
+    let attrs = attributes(request.method(), request.uri());
+    if let Some(store) = request.extensions().get::<Store>() {
+        match authz::allowed(store, &user, &attrs).await {
+            Ok(true) => {}
+            Ok(false) => return authz::denied(&user, &attrs).into_response(),
+            Err(s) => return s.into_response(),
         }
-        None => Status::unauthorized().into_response(),
+    }
+    request.extensions_mut().insert(user);
+    next.run(request).await
+}
+
+/// What a request asks to do, for authorization: resource paths parse into resource
+/// attributes, everything else is a non-resource URL.
+fn attributes(method: &Method, uri: &axum::http::Uri) -> authz::Attributes {
+    let path = uri.path();
+    let non_resource = || authz::Attributes::NonResource {
+        verb: method.as_str().to_ascii_lowercase(),
+        path: path.to_string(),
+    };
+    let parsed = if let Some(rest) = path.strip_prefix("/api/v1/") {
+        Some(("", "v1", rest))
+    } else if let Some(rest) = path.strip_prefix("/apis/") {
+        let mut parts = rest.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(g), Some(v), Some(rest)) if !rest.is_empty() => Some((g, v, rest)),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let Some((group, version, rest)) = parsed else {
+        return non_resource();
+    };
+    let Ok(target) = rest::parse_target(group, version, rest) else {
+        return non_resource();
+    };
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    authz::Attributes::Resource {
+        verb: rest::verb(method, &target, watch)
+            .unwrap_or("unknown")
+            .to_string(),
+        group: group.to_string(),
+        resource: target.res.plural.to_string(),
+        subresource: target.sub.map(|s| s.name.to_string()),
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
     }
 }
 
@@ -144,6 +304,15 @@ pub async fn serve(
     store: Store,
 ) -> Result<(), ApiServerError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(&cfg.pki)?));
+    if let Err(s) = namespaces::ensure_system(&store).await {
+        warn!(error = %s.message, "creating the system namespaces failed; they are retried at the next start");
+    }
+    if let Err(s) = authz::ensure_bootstrap(&store).await {
+        warn!(error = %s.message, "creating the bootstrap RBAC roles failed; they are retried at the next start");
+    }
+    if let Err(s) = namespaces::ensure_api_service(&store, cfg.listen.port()).await {
+        warn!(error = %s.message, "creating the kubernetes service failed; it is retried at the next start");
+    }
     let app = routes(&cfg, store);
     info!(listen = %cfg.listen, "API server serving");
     loop {

@@ -1,152 +1,121 @@
-//! core/v1 Namespaces: create, get, list (as a list or a Table) and delete.
+//! Namespace lifecycle: the system namespaces exist from the start, and deleting a namespace
+//! marks it Terminating, removes everything in it, then removes it.
 
-use axum::body::Bytes;
-use axum::extract::Path;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use rand::Rng;
-use serde_json::json;
+use serde_json::{json, Value};
+use skiff_proto::etcdserverpb::DeleteRangeRequest;
+use skiff_proto::store::command;
+use tracing::{info, warn};
 
-use super::body;
-use super::registry::{self, Resource};
+use super::catalog::{self, RESOURCES};
+use super::objects;
+use super::registry::{self, Claims};
+use super::rest::Target;
+use super::services;
 use super::status::Status;
-use super::table;
 use crate::store::Store;
 
-const NAMESPACES: Resource = Resource {
-    plural: "namespaces",
-    kind: "Namespace",
-    api_version: "v1",
-};
+/// Namespaces every cluster has; they cannot be deleted.
+pub const SYSTEM: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// A lowercase RFC 1123 label, as Kubernetes requires of namespace names.
-pub fn is_dns1123_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+fn namespaces() -> Result<&'static catalog::ResourceType, Status> {
+    catalog::find("", "v1", "namespaces").ok_or_else(|| Status::internal("no namespaces".into()))
 }
 
-fn new_uid() -> String {
-    let v: u128 = rand::thread_rng().gen();
-    let b = v.to_be_bytes();
-    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        h(0..4),
-        h(4..6),
-        &h(6..8)[1..],
-        &h(8..10)[1..],
-        h(10..16)
-    )
-}
-
-fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// Whether the client asked for a Table (as `kubectl get` does).
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"))
-}
-
-pub async fn create(
-    Extension(store): Extension<Store>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Status> {
-    let mut obj = body::object(&headers, &body, NAMESPACES.api_version, NAMESPACES.kind)?;
-    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-    if !is_dns1123_label(&name) {
-        return Err(Status::invalid(
-            NAMESPACES.kind,
-            &name,
-            &[(
-                "metadata.name",
-                &name,
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
-            )],
-        ));
+/// Creates the system namespaces that do not exist yet.
+pub async fn ensure_system(store: &Store) -> Result<(), Status> {
+    let res = namespaces()?;
+    for name in SYSTEM {
+        let key = registry::key(res, None, name);
+        if registry::get(store, &key).await?.is_some() {
+            continue;
+        }
+        let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        objects::prepare_create(res, &mut obj);
+        registry::create(store, &key, &obj, &Claims::default()).await?;
     }
-    obj["apiVersion"] = json!(NAMESPACES.api_version);
-    obj["kind"] = json!(NAMESPACES.kind);
-    let meta = &mut obj["metadata"];
-    meta["uid"] = json!(new_uid());
-    meta["creationTimestamp"] = json!(now_rfc3339());
-    meta["labels"]["kubernetes.io/metadata.name"] = json!(name);
-    obj["spec"] = json!({"finalizers": ["kubernetes"]});
-    obj["status"] = json!({"phase": "Active"});
-    let created = registry::create(&store, &NAMESPACES, &name, &obj).await?;
-    Ok((axum::http::StatusCode::CREATED, Json(created)).into_response())
+    Ok(())
 }
 
-pub async fn get(
-    Extension(store): Extension<Store>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Status> {
-    let obj = registry::get(&store, &NAMESPACES, &name).await?;
-    if wants_table(&headers) {
-        let rv = obj["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or("0")
-            .to_string();
-        return Ok(Json(table::namespaces(&[obj], &rv)).into_response());
+/// Creates the `kubernetes` Service in `default`, pointing at the API server's port.
+pub async fn ensure_api_service(store: &Store, port: u16) -> Result<(), Status> {
+    let res = catalog::find("", "v1", "services")
+        .ok_or_else(|| Status::internal("no services".into()))?;
+    let key = registry::key(res, Some("default"), "kubernetes");
+    if registry::get(store, &key).await?.is_some() {
+        return Ok(());
     }
-    Ok(Json(obj).into_response())
+    let mut obj = services::api_service(port);
+    objects::prepare_create(res, &mut obj);
+    super::defaults::apply("", "Service", &mut obj);
+    let claims = services::allocate(store, &mut obj, None)?;
+    registry::create(store, &key, &obj, &claims).await?;
+    Ok(())
 }
 
-pub async fn list(
-    Extension(store): Extension<Store>,
-    headers: HeaderMap,
-) -> Result<Response, Status> {
-    let (items, revision) = registry::list(&store, &NAMESPACES).await?;
-    let rv = revision.to_string();
-    if wants_table(&headers) {
-        return Ok(Json(table::namespaces(&items, &rv)).into_response());
+/// Starts deleting namespace `cur`: it turns Terminating at once and goes once empty.
+pub async fn delete(store: &Store, target: &Target, cur: Value) -> Result<Value, Status> {
+    let name = objects::name_of(&cur).to_string();
+    if SYSTEM.contains(&name.as_str()) && name != "kube-node-lease" {
+        return Err(Status::forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        )));
     }
-    Ok(Json(json!({
-        "kind": "NamespaceList",
-        "apiVersion": "v1",
-        "metadata": {"resourceVersion": rv},
-        "items": items,
-    }))
-    .into_response())
-}
-
-pub async fn delete(
-    Extension(store): Extension<Store>,
-    Path(name): Path<String>,
-) -> Result<Response, Status> {
-    let mut obj = registry::delete(&store, &NAMESPACES, &name).await?;
-    obj["status"]["phase"] = json!("Terminating");
-    Ok(Json(obj).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_uids() {
-        assert!(is_dns1123_label("kube-system"));
-        assert!(!is_dns1123_label("Bad_Name"));
-        assert!(!is_dns1123_label("-x"));
-        assert!(!is_dns1123_label(""));
-        assert!(!is_dns1123_label(&"a".repeat(64)));
-        let uid = new_uid();
-        assert_eq!(uid.len(), 36);
-        assert_eq!(&uid[14..15], "4");
+    if !cur["metadata"]["deletionTimestamp"].is_null() {
+        return Ok(cur);
     }
+    let mut next = cur.clone();
+    next["metadata"]["deletionTimestamp"] = json!(objects::now_rfc3339());
+    next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    next["status"]["phase"] = json!("Terminating");
+    let key = target.key();
+    let Some(stored) = registry::replace(store, &key, &cur, &next, &Claims::default()).await?
+    else {
+        return Err(Status::conflict("", "namespaces", "namespaces", &name));
+    };
+    let store = store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = finalize(&store, &name, &key).await {
+            warn!(namespace = %name, error = %e.message, "namespace cleanup failed");
+        }
+    });
+    Ok(stored)
+}
+
+/// Removes every namespaced object in `name`, then the namespace itself.
+async fn finalize(store: &Store, name: &str, key: &[u8]) -> Result<(), Status> {
+    for res in RESOURCES.iter().filter(|r| r.namespaced && r.stored) {
+        let prefix = registry::prefix(res, Some(name));
+        if res.kind == "Service" {
+            // Services hold allocations; give them back as each goes.
+            let page = registry::list(store, &prefix, &Default::default(), |_| true).await?;
+            for svc in page.items {
+                let key = registry::key(res, Some(name), objects::name_of(&svc));
+                registry::remove(store, &key, &svc, &services::release(&svc)).await?;
+            }
+        }
+        let mut end = prefix.clone();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        store
+            .propose(command::Op::DeleteRange(DeleteRangeRequest {
+                key: prefix,
+                range_end: end,
+                ..Default::default()
+            }))
+            .await
+            .map_err(registry::store_error)?;
+    }
+    for _ in 0..16 {
+        match registry::get(store, key).await? {
+            None => break,
+            Some(cur) => {
+                if registry::remove(store, key, &cur, &Claims::default()).await? {
+                    break;
+                }
+            }
+        }
+    }
+    info!(namespace = %name, "namespace deleted");
+    Ok(())
 }

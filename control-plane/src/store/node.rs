@@ -350,6 +350,18 @@ impl Loop {
         if self.reads_new.is_empty() {
             return;
         }
+        // Raft drops a ReadIndex silently when no leader is known, or when the leader has not
+        // yet committed an entry of its term; answer the first (callers retry NoLeader) and
+        // hold the second until the term's first commit.
+        if self.node.raft.leader_id == 0 {
+            for w in std::mem::take(&mut self.reads_new) {
+                let _ = w.send(Err(StoreError::NoLeader));
+            }
+            return;
+        }
+        if self.node.raft.state == StateRole::Leader && !self.node.raft.commit_to_current_term() {
+            return;
+        }
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
         let waiters = std::mem::take(&mut self.reads_new);

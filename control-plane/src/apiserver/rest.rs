@@ -1,0 +1,846 @@
+//! The generic REST endpoints of every stored resource: URL parsing into a [`Target`], then
+//! get, list, watch, create, update, patch, delete and deletecollection over the
+//! [`registry`](super::registry), with the server-side rules of [`objects`](super::objects).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use tracing::debug;
+
+use super::catalog::{self, ResourceType, Subresource};
+use super::objects::{self, Part};
+use super::registry::{self, Claims, ListOptions};
+use super::selectors::{FieldSelector, LabelSelector};
+use super::status::Status;
+use super::{body, patch, services, table, watch};
+use crate::store::Store;
+
+/// Attempts at a read-modify-write before giving up on a hot object.
+const MAX_RETRIES: usize = 16;
+
+/// What a request URL names: a resource, maybe a namespace, maybe an object and subresource.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub res: &'static ResourceType,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<&'static Subresource>,
+}
+
+impl Target {
+    /// The store key of the named object.
+    pub fn key(&self) -> Vec<u8> {
+        registry::key(
+            self.res,
+            self.namespace.as_deref(),
+            self.name.as_deref().unwrap_or(""),
+        )
+    }
+
+    /// The store prefix the target lists.
+    pub fn prefix(&self) -> Vec<u8> {
+        registry::prefix(self.res, self.namespace.as_deref())
+    }
+
+    fn not_found(&self) -> Status {
+        Status::object_not_found(
+            self.res.group,
+            self.res.plural,
+            &self.res.qualified(),
+            self.name.as_deref().unwrap_or(""),
+        )
+    }
+
+    fn conflict(&self) -> Status {
+        Status::conflict(
+            self.res.group,
+            self.res.plural,
+            &self.res.qualified(),
+            self.name.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+/// Parses the path after `/api/v1/` or `/apis/<group>/<version>/`.
+pub fn parse_target(group: &str, version: &str, rest: &str) -> Result<Target, Status> {
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let unknown = || Status::not_found(rest);
+    let find = |plural: &str| catalog::find(group, version, plural).ok_or_else(unknown);
+    let (res, namespace, name, sub) = match segs.as_slice() {
+        ["namespaces", ns, plural, tail @ ..]
+            if catalog::find(group, version, plural).is_some_and(|r| r.namespaced) =>
+        {
+            let res = find(plural)?;
+            match tail {
+                [] => (res, Some(*ns), None, None),
+                [name] => (res, Some(*ns), Some(*name), None),
+                [name, sub] => (res, Some(*ns), Some(*name), Some(*sub)),
+                _ => return Err(unknown()),
+            }
+        }
+        [plural] => (find(plural)?, None, None, None),
+        [plural, name] => (find(plural)?, None, Some(*name), None),
+        [plural, name, sub] => (find(plural)?, None, Some(*name), Some(*sub)),
+        _ => return Err(unknown()),
+    };
+    if res.namespaced && name.is_some() && namespace.is_none() {
+        return Err(unknown());
+    }
+    let sub = match sub {
+        Some(s) => Some(res.subresource(s).ok_or_else(unknown)?),
+        None => None,
+    };
+    Ok(Target {
+        res,
+        namespace: namespace.map(str::to_string),
+        name: name.map(str::to_string),
+        sub,
+    })
+}
+
+/// Whether the client asked for a Table (as `kubectl get` does).
+pub fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
+}
+
+/// The query parameters of one request.
+pub type Query = HashMap<String, String>;
+
+fn flag(q: &Query, name: &str) -> bool {
+    matches!(q.get(name).map(String::as_str), Some("true" | "1"))
+}
+
+/// The Kubernetes verb of a request: what RBAC rules and discovery's verb lists speak of.
+pub fn verb(method: &Method, target: &Target, watch: bool) -> Result<&'static str, Status> {
+    Ok(match (method, target.name.is_some()) {
+        (&Method::GET, _) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, false) => "create",
+        (&Method::POST, true) if target.sub.is_some() => "create",
+        (&Method::PUT, true) => "update",
+        (&Method::PATCH, true) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => {
+            return Err(Status::method_not_allowed(
+                method.as_str(),
+                &target.res.qualified(),
+            ))
+        }
+    })
+}
+
+/// Serves one request to a stored resource.
+pub async fn handle(
+    store: Store,
+    method: Method,
+    target: Target,
+    q: Query,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Status> {
+    let res = target.res;
+    let verb = verb(&method, &target, flag(&q, "watch"))?;
+    let allowed = match target.sub {
+        Some(sub) => sub.verbs.contains(&verb),
+        None => res.verbs.contains(&verb),
+    };
+    if !allowed {
+        return Err(Status::method_not_allowed(verb, &res.qualified()));
+    }
+    debug!(verb, resource = res.plural, namespace = ?target.namespace, name = ?target.name, "request");
+    if !res.stored {
+        return not_stored(&target, verb);
+    }
+    match verb {
+        "get" => get(&store, &target, &headers).await,
+        "list" => list(&store, &target, &q, &headers).await,
+        "watch" => watch::serve(store, target, q, wants_table(&headers)).await,
+        "create" if target.sub.is_some() => {
+            create_subresource(&store, &target, &headers, &body).await
+        }
+        "create" => create(&store, &target, &q, &headers, &body).await,
+        "update" => update(&store, &target, &q, &headers, &body).await,
+        "patch" => patch_object(&store, &target, &q, &headers, &body).await,
+        "delete" => delete(&store, &target, &q, &body).await,
+        _ => delete_collection(&store, &target, &q, &body).await,
+    }
+}
+
+/// Read-only resources without storage (metrics until the agents report them).
+fn not_stored(target: &Target, verb: &str) -> Result<Response, Status> {
+    let res = target.res;
+    match verb {
+        "list" => Ok(Json(json!({
+            "kind": format!("{}List", res.kind),
+            "apiVersion": res.api_version(),
+            "metadata": {},
+            "items": [],
+        }))
+        .into_response()),
+        _ => Err(target.not_found()),
+    }
+}
+
+fn object_response(code: StatusCode, obj: Value, warnings: &[String]) -> Response {
+    let mut resp = (code, Json(obj)).into_response();
+    for w in warnings {
+        if let Ok(v) = format!("299 - \"{}\"", w.replace('"', "'")).parse() {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
+}
+
+async fn current(store: &Store, target: &Target) -> Result<Value, Status> {
+    registry::get(store, &target.key())
+        .await?
+        .ok_or_else(|| target.not_found())
+}
+
+async fn get(store: &Store, target: &Target, headers: &HeaderMap) -> Result<Response, Status> {
+    let obj = current(store, target).await?;
+    if target.sub.is_some_and(|s| s.name == "scale") {
+        return Ok(Json(objects::scale_of(&obj)).into_response());
+    }
+    if target.sub.is_some_and(|s| s.name != "status") {
+        return Err(Status::new(
+            503,
+            "ServiceUnavailable",
+            format!(
+                "{} is served by the pod's node agent, which is not reachable",
+                target.sub.map(|s| s.name).unwrap_or_default()
+            ),
+        ));
+    }
+    if wants_table(headers) {
+        let rv = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        let res = target.res;
+        return Ok(Json(table::table(
+            res.group,
+            res.kind,
+            &[obj],
+            &rv,
+            None,
+            "Metadata",
+        ))
+        .into_response());
+    }
+    Ok(Json(obj).into_response())
+}
+
+/// The selectors of a list or watch; bad ones are the client's 400.
+pub fn selectors(res: &ResourceType, q: &Query) -> Result<(LabelSelector, FieldSelector), Status> {
+    let label = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| Status::bad_request(e.to_string()))?;
+    let field = FieldSelector::parse(
+        res.group,
+        res.kind,
+        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+    )
+    .map_err(|e| Status::bad_request(e.to_string()))?;
+    Ok((label, field))
+}
+
+async fn list(
+    store: &Store,
+    target: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, Status> {
+    let res = target.res;
+    let (label, field) = selectors(res, q)?;
+    let prefix = target.prefix();
+    let mut opts = ListOptions {
+        limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
+        serializable: q.get("resourceVersion").is_some_and(|rv| rv == "0"),
+        ..Default::default()
+    };
+    if let Some(token) = q.get("continue").filter(|t| !t.is_empty()) {
+        let (rv, start) = registry::parse_continue(token, &prefix)?;
+        opts.revision = Some(rv);
+        opts.start = Some(start);
+    }
+    // A selector pinning one name (as client-go's reflectors send) reads that key alone.
+    let scan = match field.name() {
+        Some(name) if target.namespace.is_some() || !res.namespaced => {
+            registry::key(res, target.namespace.as_deref(), name)
+        }
+        _ => prefix.clone(),
+    };
+    let page = registry::list(store, &scan, &opts, |o| {
+        label.matches(&o["metadata"]["labels"]) && field.matches(o)
+    })
+    .await
+    .map_err(|s| {
+        if s.code == 410 {
+            Status::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into())
+        } else {
+            s
+        }
+    })?;
+    let rv = page.revision.to_string();
+    let token = page
+        .next
+        .as_ref()
+        .map(|n| registry::continue_token(page.revision, n, &prefix));
+    if wants_table(headers) {
+        let include = q
+            .get("includeObject")
+            .map(String::as_str)
+            .unwrap_or("Metadata");
+        return Ok(Json(table::table(
+            res.group,
+            res.kind,
+            &page.items,
+            &rv,
+            token.as_deref(),
+            include,
+        ))
+        .into_response());
+    }
+    let mut meta = json!({"resourceVersion": rv});
+    if let Some(t) = token {
+        meta["continue"] = json!(t);
+    }
+    Ok(Json(json!({
+        "kind": format!("{}List", res.kind),
+        "apiVersion": res.api_version(),
+        "metadata": meta,
+        "items": page.items,
+    }))
+    .into_response())
+}
+
+/// Unknown fields per `fieldValidation`: Strict rejects them, Warn (the default) reports them
+/// as warnings, Ignore drops the check.
+fn field_validation(res: &ResourceType, q: &Query, obj: &Value) -> Result<Vec<String>, Status> {
+    let mode = q
+        .get("fieldValidation")
+        .map(String::as_str)
+        .unwrap_or("Warn");
+    if mode == "Ignore" {
+        return Ok(vec![]);
+    }
+    let unknown =
+        super::validation::unknown_fields(res.group, res.kind, obj).map_err(Status::bad_request)?;
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    match mode {
+        "Strict" if !messages.is_empty() => Err(Status::bad_request(format!(
+            "strict decoding error: {}",
+            messages.join(", ")
+        ))),
+        "Strict" | "Warn" => Ok(messages),
+        other => Err(Status::bad_request(format!(
+            "fieldValidation must be one of Ignore, Warn or Strict, not {other:?}"
+        ))),
+    }
+}
+
+/// Defaults then validates; nothing is stored when any field is wrong.
+fn admit(res: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), Status> {
+    objects::normalize(res, obj);
+    super::defaults::apply(res.group, res.kind, obj);
+    let errors = super::validation::validate(res.group, res.kind, obj, old);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(Status::invalid_fields(
+        res.kind,
+        res.group,
+        objects::name_of(obj),
+        errors
+            .iter()
+            .map(|e| (e.reason(), e.message(), e.field.clone()))
+            .collect(),
+    ))
+}
+
+fn dry_run(q: &Query) -> bool {
+    q.get("dryRun").is_some_and(|d| d == "All")
+}
+
+async fn namespace_ready(store: &Store, target: &Target) -> Result<(), Status> {
+    let Some(ns) = target.namespace.as_deref() else {
+        return Ok(());
+    };
+    let nsres = catalog::find("", "v1", "namespaces")
+        .ok_or_else(|| Status::internal("no namespaces".into()))?;
+    match registry::get(store, &registry::key(nsres, None, ns)).await? {
+        None => Err(Status::object_not_found("", "namespaces", "namespaces", ns)),
+        Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => Err(Status::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            target.res.qualified(),
+            target.name.as_deref().unwrap_or("")
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+async fn create(
+    store: &Store,
+    target: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<Response, Status> {
+    let res = target.res;
+    let mut obj = body::object(headers, raw, res)?;
+    objects::check_target(res, target.namespace.as_deref(), &mut obj)?;
+    let warnings = field_validation(res, q, &obj)?;
+    let generate = obj["metadata"]["generateName"]
+        .as_str()
+        .filter(|g| !g.is_empty())
+        .map(str::to_string);
+    if objects::name_of(&obj).is_empty() {
+        match &generate {
+            Some(g) => obj["metadata"]["name"] = json!(format!("{g}{}", objects::name_suffix())),
+            None => {
+                return Err(Status::invalid_fields(
+                    res.kind,
+                    res.group,
+                    "",
+                    vec![(
+                        "FieldValueRequired",
+                        "Required value: name or generateName is required".into(),
+                        "metadata.name".into(),
+                    )],
+                ))
+            }
+        }
+    }
+    let target = Target {
+        name: Some(objects::name_of(&obj).to_string()),
+        ..target.clone()
+    };
+    namespace_ready(store, &target).await?;
+    objects::prepare_create(res, &mut obj);
+    admit(res, &mut obj, None)?;
+    if dry_run(q) {
+        return Ok(object_response(StatusCode::CREATED, obj, &warnings));
+    }
+    let mut requested = obj.clone();
+    for _ in 0..MAX_RETRIES {
+        let claims = if res.kind == "Service" {
+            obj = requested.clone();
+            services::allocate(store, &mut obj, None)?
+        } else {
+            Claims::default()
+        };
+        let key = registry::key(res, target.namespace.as_deref(), objects::name_of(&obj));
+        if let Some(created) = registry::create(store, &key, &obj, &claims).await? {
+            return Ok(object_response(StatusCode::CREATED, created, &warnings));
+        }
+        if registry::get(store, &key).await?.is_none() {
+            // The object is new; an allocation it asked for is what failed.
+            match services::explain_taken(store, &obj, &claims)? {
+                Some(s) => return Err(s),
+                None => continue,
+            }
+        }
+        match &generate {
+            // A generated name collided; draw another, as upstream's client retry would.
+            Some(g) => {
+                let fresh = format!("{g}{}", objects::name_suffix());
+                obj["metadata"]["name"] = json!(fresh);
+                requested["metadata"]["name"] = json!(fresh);
+            }
+            None => break,
+        }
+    }
+    Err(Status::object_exists(
+        res.group,
+        res.plural,
+        &res.qualified(),
+        objects::name_of(&obj),
+    ))
+}
+
+/// What deleting `obj` gives back to the allocators.
+fn released(res: &ResourceType, obj: &Value) -> Claims {
+    if res.kind == "Service" {
+        services::release(obj)
+    } else {
+        Claims::default()
+    }
+}
+
+/// The part of the object a subresource writes, or the object itself.
+fn part_of(target: &Target) -> Part {
+    match target.sub.map(|s| s.name) {
+        Some("status") => Part::Status,
+        _ => Part::Main,
+    }
+}
+
+/// Read-modify-write of one object: `change` turns the current object into the desired one
+/// (the client's view already merged in); the write retries while others race it, unless the
+/// client pinned a resourceVersion.
+async fn write(
+    store: &Store,
+    target: &Target,
+    q: &Query,
+    mut change: impl FnMut(&Value) -> Result<Value, Status>,
+) -> Result<Value, Status> {
+    let res = target.res;
+    for _ in 0..MAX_RETRIES {
+        let cur = current(store, target).await?;
+        let mut wanted = change(&cur)?;
+        let pinned = wanted["metadata"]["resourceVersion"]
+            .as_str()
+            .filter(|rv| !rv.is_empty())
+            .map(str::to_string);
+        if let Some(rv) = &pinned {
+            if Some(rv.as_str()) != cur["metadata"]["resourceVersion"].as_str() {
+                return Err(target.conflict());
+            }
+        }
+        wanted["apiVersion"] = json!(res.api_version());
+        wanted["kind"] = json!(res.kind);
+        let mut next = objects::prepare_update(res, part_of(target), &cur, wanted)?;
+        admit(res, &mut next, Some(&cur))?;
+        if objects::unchanged(&cur, &next) || dry_run(q) {
+            return Ok(next);
+        }
+        let finalized = !next["metadata"]["deletionTimestamp"].is_null()
+            && next["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+        if finalized {
+            // The last finalizer is gone from an object being deleted: it goes now.
+            if registry::remove(store, &target.key(), &cur, &released(res, &cur)).await? {
+                return Ok(next);
+            }
+            continue;
+        }
+        let claims = if res.kind == "Service" {
+            services::allocate(store, &mut next, Some(&cur))?
+        } else {
+            Claims::default()
+        };
+        if let Some(stored) = registry::replace(store, &target.key(), &cur, &next, &claims).await? {
+            return Ok(stored);
+        }
+        if let Some(s) = services::explain_taken(store, &next, &claims)? {
+            return Err(s);
+        }
+        if pinned.is_some() {
+            return Err(target.conflict());
+        }
+    }
+    Err(target.conflict())
+}
+
+async fn update(
+    store: &Store,
+    target: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<Response, Status> {
+    let res = target.res;
+    let scale = target.sub.is_some_and(|s| s.name == "scale");
+    let (given, warnings) = if scale {
+        (body::json(raw)?, vec![])
+    } else {
+        let mut obj = body::object(headers, raw, res)?;
+        objects::check_target(res, target.namespace.as_deref(), &mut obj)?;
+        let w = field_validation(res, q, &obj)?;
+        (obj, w)
+    };
+    let out = write(store, target, q, |cur| {
+        if scale {
+            objects::apply_scale(cur, &given)
+        } else {
+            Ok(given.clone())
+        }
+    })
+    .await?;
+    let out = if scale { objects::scale_of(&out) } else { out };
+    Ok(object_response(StatusCode::OK, out, &warnings))
+}
+
+async fn patch_object(
+    store: &Store,
+    target: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<Response, Status> {
+    let res = target.res;
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let kind = patch::Kind::from_content_type(&content_type)?;
+    let doc = body::json(raw)?;
+    let scale = target.sub.is_some_and(|s| s.name == "scale");
+    let mut warnings = Vec::new();
+    let out = write(store, target, q, |cur| {
+        let base = if scale {
+            objects::scale_of(cur)
+        } else {
+            cur.clone()
+        };
+        let patched = patch::apply(kind, res, &base, &doc)?;
+        if scale {
+            return objects::apply_scale(cur, &patched);
+        }
+        warnings = field_validation(res, q, &patched)?;
+        Ok(patched)
+    })
+    .await?;
+    let out = if scale { objects::scale_of(&out) } else { out };
+    Ok(object_response(StatusCode::OK, out, &warnings))
+}
+
+/// DeleteOptions from the body and the query (the query wins, as upstream).
+fn delete_options(q: &Query, raw: &[u8]) -> Result<Value, Status> {
+    let mut opts = if raw.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        body::json(raw)?
+    };
+    if !opts.is_object() {
+        return Err(Status::bad_request(
+            "DeleteOptions must be an object".into(),
+        ));
+    }
+    if let Some(p) = q.get("propagationPolicy") {
+        opts["propagationPolicy"] = json!(p);
+    }
+    if let Some(g) = q
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse::<i64>().ok())
+    {
+        opts["gracePeriodSeconds"] = json!(g);
+    }
+    match opts["propagationPolicy"].as_str() {
+        None | Some("Orphan" | "Background" | "Foreground") => Ok(opts),
+        Some(other) => Err(Status::bad_request(format!(
+            "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+        ))),
+    }
+}
+
+/// Deletes one object: at once when nothing holds it, else by marking it with a
+/// deletionTimestamp and leaving its finalizers to their owners.
+async fn delete_one(
+    store: &Store,
+    target: &Target,
+    q: &Query,
+    opts: &Value,
+) -> Result<Value, Status> {
+    for _ in 0..MAX_RETRIES {
+        let cur = current(store, target).await?;
+        let pre = &opts["preconditions"];
+        if let Some(uid) = pre["uid"].as_str() {
+            if Some(uid) != cur["metadata"]["uid"].as_str() {
+                return Err(Status::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        cur["metadata"]["uid"].as_str().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = pre["resourceVersion"].as_str() {
+            if Some(rv) != cur["metadata"]["resourceVersion"].as_str() {
+                return Err(Status::new(409, "Conflict", format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    cur["metadata"]["resourceVersion"].as_str().unwrap_or("")
+                )));
+            }
+        }
+        let mut finalizers: Vec<Value> = cur["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let policy_finalizer = match opts["propagationPolicy"].as_str() {
+            Some("Foreground") => Some("foregroundDeletion"),
+            Some("Orphan") => Some("orphan"),
+            _ => None,
+        };
+        if target.res.kind == "Namespace" {
+            return super::namespaces::delete(store, target, cur).await;
+        }
+        if let Some(f) = policy_finalizer {
+            if !finalizers.contains(&json!(f)) {
+                finalizers.push(json!(f));
+            }
+        }
+        if dry_run(q) {
+            return Ok(cur);
+        }
+        if finalizers.is_empty() {
+            if registry::remove(store, &target.key(), &cur, &released(target.res, &cur)).await? {
+                return Ok(cur);
+            }
+            continue;
+        }
+        if !cur["metadata"]["deletionTimestamp"].is_null() {
+            return Ok(cur);
+        }
+        let mut next = cur.clone();
+        next["metadata"]["deletionTimestamp"] = json!(objects::now_rfc3339());
+        next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        next["metadata"]["finalizers"] = json!(finalizers);
+        if let Some(stored) =
+            registry::replace(store, &target.key(), &cur, &next, &Claims::default()).await?
+        {
+            return Ok(stored);
+        }
+    }
+    Err(target.conflict())
+}
+
+async fn delete(store: &Store, target: &Target, q: &Query, raw: &[u8]) -> Result<Response, Status> {
+    let opts = delete_options(q, raw)?;
+    let out = delete_one(store, target, q, &opts).await?;
+    Ok(Json(out).into_response())
+}
+
+async fn delete_collection(
+    store: &Store,
+    target: &Target,
+    q: &Query,
+    raw: &[u8],
+) -> Result<Response, Status> {
+    let res = target.res;
+    let opts = delete_options(q, raw)?;
+    let (label, field) = selectors(res, q)?;
+    let page = registry::list(store, &target.prefix(), &ListOptions::default(), |o| {
+        label.matches(&o["metadata"]["labels"]) && field.matches(o)
+    })
+    .await?;
+    let mut deleted = Vec::new();
+    for obj in page.items {
+        let one = Target {
+            namespace: obj["metadata"]["namespace"].as_str().map(str::to_string),
+            name: Some(objects::name_of(&obj).to_string()),
+            ..target.clone()
+        };
+        match delete_one(store, &one, q, &opts).await {
+            Ok(o) => deleted.push(o),
+            Err(s) if s.code == 404 => {}
+            Err(s) => return Err(s),
+        }
+    }
+    Ok(Json(json!({
+        "kind": format!("{}List", res.kind),
+        "apiVersion": res.api_version(),
+        "metadata": {"resourceVersion": page.revision.to_string()},
+        "items": deleted,
+    }))
+    .into_response())
+}
+
+/// POSTs to subresources: pods/binding assigns a node, pods/eviction deletes the pod.
+async fn create_subresource(
+    store: &Store,
+    target: &Target,
+    _headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<Response, Status> {
+    let doc = body::json(raw)?;
+    let q = Query::new();
+    match target.sub.map(|s| s.name) {
+        Some("binding") => {
+            let node = doc["target"]["name"].as_str().unwrap_or("").to_string();
+            if node.is_empty() {
+                return Err(Status::invalid_fields(
+                    "Binding",
+                    "",
+                    target.name.as_deref().unwrap_or(""),
+                    vec![(
+                        "FieldValueRequired",
+                        "Required value".into(),
+                        "target.name".into(),
+                    )],
+                ));
+            }
+            let pod = Target {
+                sub: None,
+                ..target.clone()
+            };
+            write(store, &pod, &q, |cur| {
+                if cur["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
+                    return Err(Status::new(409, "Conflict", format!(
+                        "Operation cannot be fulfilled on pods/binding \"{}\": pod {} is already assigned to node \"{}\"",
+                        objects::name_of(cur), objects::name_of(cur), cur["spec"]["nodeName"].as_str().unwrap_or("")
+                    )));
+                }
+                let mut next = cur.clone();
+                next["spec"]["nodeName"] = json!(node);
+                Ok(next)
+            })
+            .await?;
+            Ok((StatusCode::CREATED, Json(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
+            })))
+            .into_response())
+        }
+        Some("eviction") => {
+            let pod = Target {
+                sub: None,
+                ..target.clone()
+            };
+            let opts = doc
+                .get("deleteOptions")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            delete_one(store, &pod, &q, &opts).await?;
+            Ok((StatusCode::CREATED, Json(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
+            })))
+            .into_response())
+        }
+        _ => Err(Status::new(
+            503,
+            "ServiceUnavailable",
+            "this subresource is served by the pod's node agent, which is not reachable".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_targets() {
+        let t = parse_target("", "v1", "namespaces/default/pods/web/status").unwrap();
+        assert_eq!(t.res.plural, "pods");
+        assert_eq!(t.namespace.as_deref(), Some("default"));
+        assert_eq!(t.name.as_deref(), Some("web"));
+        assert_eq!(t.sub.unwrap().name, "status");
+        let t = parse_target("", "v1", "namespaces/default").unwrap();
+        assert_eq!(t.res.plural, "namespaces");
+        assert_eq!(t.name.as_deref(), Some("default"));
+        let t = parse_target("", "v1", "namespaces/kube-system/finalize").unwrap();
+        assert_eq!(t.sub.unwrap().name, "finalize");
+        let t = parse_target("apps", "v1", "deployments").unwrap();
+        assert!(t.namespace.is_none() && t.name.is_none());
+        assert!(parse_target("apps", "v1", "namespaces/x/deployments/y/nope").is_err());
+        assert!(parse_target("", "v1", "pods/web").is_err());
+        assert!(parse_target("", "v1", "widgets").is_err());
+        assert!(parse_target("", "v1", "namespaces/a/pods/b/c/d").is_err());
+    }
+}

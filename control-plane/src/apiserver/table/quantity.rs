@@ -1,0 +1,261 @@
+//! Resource quantities spelled the way upstream's `resource.Quantity.String()` spells them
+//! ("1024Mi" prints "1Gi", "1.5" prints "1500m"), since printers show parsed quantities, not
+//! the text a client sent.
+
+use serde_json::Value;
+
+/// How a quantity's suffix reads: decimal SI ("k", "m"), binary SI ("Ki") or an exponent ("e3").
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    DecimalSi,
+    BinarySi,
+    DecimalExponent,
+}
+
+/// A quantity field as upstream prints it: unset is zero ("0"), and text that does not parse
+/// is shown as is.
+pub(super) fn quantity(v: &Value) -> String {
+    match v {
+        Value::String(text) => canonical(text).unwrap_or_else(|| text.clone()),
+        Value::Number(n) => {
+            let text = n.to_string();
+            canonical(&text).unwrap_or(text)
+        }
+        _ => "0".into(),
+    }
+}
+
+/// The canonical spelling of `text`, or `None` if it is not a quantity (or too large to redo
+/// exactly here).
+fn canonical(text: &str) -> Option<String> {
+    if text.is_empty() {
+        return None;
+    }
+    if text == "0" {
+        return Some(text.into());
+    }
+    let (positive, num, denom, suffix) = split(text)?;
+    let (base, exponent, format) = interpret(suffix)?;
+    if already_canonical(num, denom, exponent, format) {
+        return Some(text.into());
+    }
+
+    // Exact value: mantissa * 10^exp.
+    let digits = format!("{num}{denom}");
+    if digits.len() > 36 {
+        return None;
+    }
+    let mut mantissa: i128 = digits.parse().ok()?;
+    let mut exp = -i32::try_from(denom.len()).ok()?;
+    if base == 10 {
+        exp = exp.checked_add(exponent)?;
+    } else {
+        mantissa = mantissa.checked_mul(1i128.checked_shl(u32::try_from(exponent).ok()?)?)?;
+    }
+    // Non-zero amounts below a nano round up to one nano.
+    if exp < -9 && mantissa != 0 {
+        let shift = u32::try_from(-9 - exp).ok()?;
+        mantissa = match 10i128.checked_pow(shift) {
+            Some(d) => (mantissa + d - 1) / d,
+            None => 1,
+        };
+        exp = -9;
+    }
+    let mut format = format;
+    if format == Format::BinarySi && compare(mantissa, exp, i64::MAX.into()).is_gt() {
+        (mantissa, exp) = (i64::MAX.into(), 0);
+    }
+    if format == Format::BinarySi && mantissa != 0 && compare(mantissa, exp, 1).is_lt() {
+        format = Format::DecimalSi;
+    }
+    if mantissa == 0 {
+        return Some("0".into());
+    }
+    let sign = if positive { "" } else { "-" };
+
+    if format == Format::BinarySi {
+        // Upstream switches to decimal for -1024 < q < 1024; the mantissa here is |q|.
+        let below_1024 = compare(mantissa, exp, 1024).is_lt();
+        match integer(mantissa, exp) {
+            Some(mut whole) if !below_1024 => {
+                let mut power = 0;
+                while whole >= 1024 && whole % 1024 == 0 {
+                    whole /= 1024;
+                    power += 1;
+                }
+                let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].get(power)?;
+                return Some(format!("{sign}{whole}{suffix}"));
+            }
+            _ => format = Format::DecimalSi,
+        }
+    }
+
+    while mantissa % 10 == 0 {
+        mantissa /= 10;
+        exp = exp.checked_add(1)?;
+    }
+    while exp % 3 != 0 {
+        mantissa = mantissa.checked_mul(10)?;
+        exp -= 1;
+    }
+    let suffix = match (format, exp) {
+        (Format::DecimalExponent, 0) => String::new(),
+        (Format::DecimalExponent, e) => format!("e{e}"),
+        (_, -9) => "n".into(),
+        (_, -6) => "u".into(),
+        (_, -3) => "m".into(),
+        (_, 3) => "k".into(),
+        (_, 6) => "M".into(),
+        (_, 9) => "G".into(),
+        (_, 12) => "T".into(),
+        (_, 15) => "P".into(),
+        (_, 18) => "E".into(),
+        // Upstream has no suffix for other powers and prints the bare mantissa.
+        _ => String::new(),
+    };
+    Some(format!("{sign}{mantissa}{suffix}"))
+}
+
+/// Splits `text` into sign, integer digits (leading zeros gone), fraction digits and suffix,
+/// with the same leniency as upstream's parser (a suffix is letters, then an optional sign and
+/// digits).
+fn split(text: &str) -> Option<(bool, &str, &str, &str)> {
+    let b = text.as_bytes();
+    let mut pos = 0;
+    let positive = b.first() != Some(&b'-');
+    if matches!(b.first(), Some(b'-' | b'+')) {
+        pos = 1;
+    }
+    while b.get(pos) == Some(&b'0') {
+        pos += 1;
+    }
+    if pos >= b.len() {
+        return Some((positive, "0", "", ""));
+    }
+    let digits_end =
+        |from: usize| from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let end = digits_end(pos);
+    let num = match &text[pos..end] {
+        "" => "0",
+        n => n,
+    };
+    pos = end;
+    let mut denom = "";
+    if b.get(pos) == Some(&b'.') {
+        let end = digits_end(pos + 1);
+        denom = &text[pos + 1..end];
+        pos = end;
+    }
+    let suffix = &text[pos..];
+    let letters = suffix
+        .bytes()
+        .take_while(|c| b"eEinumkKMGTP".contains(c))
+        .count();
+    let rest = suffix[letters..]
+        .strip_prefix(['+', '-'])
+        .unwrap_or(&suffix[letters..]);
+    rest.bytes()
+        .all(|c| c.is_ascii_digit())
+        .then_some((positive, num, denom, suffix))
+}
+
+/// The suffix's base, power and format, or `None` if it is no suffix upstream knows.
+fn interpret(suffix: &str) -> Option<(i32, i32, Format)> {
+    let decimal = match suffix {
+        "n" => Some(-9),
+        "u" => Some(-6),
+        "m" => Some(-3),
+        "" => Some(0),
+        "k" => Some(3),
+        "M" => Some(6),
+        "G" => Some(9),
+        "T" => Some(12),
+        "P" => Some(15),
+        "E" => Some(18),
+        _ => None,
+    };
+    if let Some(e) = decimal {
+        return Some((10, e, Format::DecimalSi));
+    }
+    let binary = match suffix {
+        "Ki" => Some(10),
+        "Mi" => Some(20),
+        "Gi" => Some(30),
+        "Ti" => Some(40),
+        "Pi" => Some(50),
+        "Ei" => Some(60),
+        _ => None,
+    };
+    if let Some(e) = binary {
+        return Some((2, e, Format::BinarySi));
+    }
+    let rest = suffix
+        .strip_prefix('e')
+        .or_else(|| suffix.strip_prefix('E'))?;
+    let e: i64 = rest.parse().ok()?;
+    Some((10, i32::try_from(e).ok()?, Format::DecimalExponent))
+}
+
+/// Upstream keeps the text as sent when its fast path finds it already canonical; this is
+/// that test.
+fn already_canonical(num: &str, denom: &str, exponent: i32, format: Format) -> bool {
+    let exp = i64::from(exponent);
+    let digits = (num.len() + denom.len()) as i64;
+    match format {
+        Format::BinarySi => {
+            let precision = 15 - num.len() as i64 - exp * 3 / 10 - 1;
+            let multiplier = u32::try_from(exponent)
+                .ok()
+                .and_then(|e| 1i64.checked_shl(e));
+            let value = num.parse::<i64>().ok();
+            match (value, multiplier) {
+                (Some(v), Some(m)) if denom.is_empty() && precision >= 0 => {
+                    v.checked_mul(m).is_some() && exp % 10 == 0 && v & 7 != 0
+                }
+                _ => false,
+            }
+        }
+        Format::DecimalSi | Format::DecimalExponent => {
+            let scale = exp - denom.len() as i64;
+            let shifted = format!("{num}{denom}");
+            digits <= 18
+                && scale >= -9
+                && scale % 3 == 0
+                && !shifted.ends_with("000")
+                && !shifted.starts_with('0')
+        }
+    }
+}
+
+/// Compares mantissa * 10^exp with `k`, exactly.
+fn compare(mantissa: i128, exp: i32, k: i128) -> std::cmp::Ordering {
+    if exp >= 0 {
+        let scaled = u32::try_from(exp)
+            .ok()
+            .and_then(|e| 10i128.checked_pow(e))
+            .and_then(|p| mantissa.checked_mul(p));
+        match scaled {
+            Some(v) => v.cmp(&k),
+            None => std::cmp::Ordering::Greater,
+        }
+    } else {
+        let scaled = u32::try_from(-exp)
+            .ok()
+            .and_then(|e| 10i128.checked_pow(e))
+            .and_then(|p| k.checked_mul(p));
+        match scaled {
+            Some(v) => mantissa.cmp(&v),
+            None => std::cmp::Ordering::Less,
+        }
+    }
+}
+
+/// mantissa * 10^exp as a whole number, if it is one (and fits).
+fn integer(mantissa: i128, exp: i32) -> Option<i128> {
+    let p = 10i128.checked_pow(exp.unsigned_abs())?;
+    if exp >= 0 {
+        mantissa.checked_mul(p)
+    } else {
+        (mantissa % p == 0).then_some(mantissa / p)
+    }
+}

@@ -1,0 +1,211 @@
+//! Watches: a chunked stream of `{"type","object"}` lines, one per change, read from the
+//! store's revision history so every watcher sees each change once and in revision order.
+//!
+//! Each watch is a task that follows the store's applied revision, reads the events since the
+//! last one it sent, and writes them into a bounded channel that is the response body; a slow
+//! client slows only its own task, and a closed connection ends it.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::Response;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::registry::{self, ListOptions};
+use super::rest::{selectors, Query, Target};
+use super::status::Status;
+use super::table;
+use crate::store::{Store, StoreError};
+
+/// Lines buffered per watcher before its task waits for the client.
+const BUFFER: usize = 64;
+/// Events read from the store per step.
+const STEP: usize = 256;
+/// How often a watcher that allows bookmarks is told the current revision.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
+/// Longest watch a client may ask for; upstream caps at the server's request timeout too.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Starts a watch on `target` per the query and returns the streaming response.
+pub async fn serve(
+    store: Store,
+    target: Target,
+    q: Query,
+    as_table: bool,
+) -> Result<Response, Status> {
+    let (label, field) = selectors(target.res, &q)?;
+    let rv = match q.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(s) => Some(s.parse::<i64>().map_err(|_| {
+            Status::bad_request(format!(
+                "resourceVersion: Invalid value: \"{s}\": must be an integer"
+            ))
+        })?),
+    };
+    // sendInitialEvents (WatchList) asks for the current state first and a bookmark marking
+    // its end; without it, only an unset resourceVersion replays the current state.
+    let send_initial = q.get("sendInitialEvents").map(|s| s == "true");
+    let initial = send_initial.unwrap_or(rv.is_none());
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(MAX_TIMEOUT)
+        .min(MAX_TIMEOUT);
+    let include = q
+        .get("includeObject")
+        .cloned()
+        .unwrap_or_else(|| "Metadata".into());
+    // A pinned name narrows the watch the way `kubectl get x -w` and reflectors pin it.
+    let name = target.name.clone();
+    let prefix = target.prefix();
+    let res = target.res;
+    let keep = move |o: &Value| {
+        label.matches(&o["metadata"]["labels"])
+            && field.matches(o)
+            && name
+                .as_deref()
+                .is_none_or(|n| o["metadata"]["name"].as_str() == Some(n))
+    };
+    let render = move |ty: &str, obj: Value| -> Bytes {
+        let rv = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let object = if as_table && ty != "BOOKMARK" && ty != "ERROR" {
+            table::table(res.group, res.kind, &[obj], &rv, None, &include)
+        } else {
+            obj
+        };
+        let mut line =
+            serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(BUFFER);
+    let bookmark = move |revision: i64| {
+        json!({"kind": res.kind, "apiVersion": res.api_version(),
+               "metadata": {"resourceVersion": revision.to_string()}})
+    };
+    tokio::spawn(async move {
+        let deadline = Instant::now() + timeout;
+        let mut revisions = store.revisions();
+        // Where the stream starts: after the given revision, or after an initial listing.
+        let mut last = if initial {
+            let page = match registry::list(&store, &prefix, &ListOptions::default(), &keep).await {
+                Ok(p) => p,
+                Err(s) => {
+                    let _ = tx.send(Ok(render("ERROR", s.to_json()))).await;
+                    return;
+                }
+            };
+            for obj in page.items {
+                if tx.send(Ok(render("ADDED", obj))).await.is_err() {
+                    return;
+                }
+            }
+            page.revision
+        } else {
+            rv.unwrap_or_else(|| *revisions.borrow())
+        };
+        if send_initial == Some(true) {
+            let mut b = bookmark(last);
+            b["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            if tx.send(Ok(render("BOOKMARK", b))).await.is_err() {
+                return;
+            }
+        }
+        let mut next_bookmark = Instant::now() + BOOKMARK_EVERY;
+        loop {
+            let cur = *revisions.borrow_and_update();
+            while last < cur {
+                let events = match store.mvcc().events(last + 1, cur, STEP, true) {
+                    Ok(ev) => ev,
+                    Err(StoreError::Compacted { compact_revision }) => {
+                        let s = Status::expired(format!(
+                            "too old resource version: {} ({compact_revision})",
+                            last
+                        ));
+                        let _ = tx.send(Ok(render("ERROR", s.to_json()))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Ok(render("ERROR", registry::store_error(e).to_json())))
+                            .await;
+                        return;
+                    }
+                };
+                let full = events.len() >= STEP;
+                let upto = match events.last().and_then(|e| e.kv.as_ref()) {
+                    Some(kv) if full => kv.mod_revision,
+                    _ => cur,
+                };
+                for ev in events {
+                    if let Some((ty, obj)) = change(&ev, &prefix, &keep) {
+                        if tx.send(Ok(render(ty, obj))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                last = upto;
+            }
+            tokio::select! {
+                changed = revisions.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep_until(next_bookmark) => {
+                    next_bookmark = Instant::now() + BOOKMARK_EVERY;
+                    if bookmarks && tx.send(Ok(render("BOOKMARK", bookmark(last)))).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    debug!("watch timed out");
+                    return;
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+/// The watch event one store event becomes for a watcher, given what it filters on: an
+/// object entering the selection is ADDED, leaving it is DELETED.
+fn change(
+    ev: &skiff_proto::mvccpb::Event,
+    prefix: &[u8],
+    keep: &impl Fn(&Value) -> bool,
+) -> Option<(&'static str, Value)> {
+    let kv = ev.kv.as_ref()?;
+    if !kv.key.starts_with(prefix) {
+        return None;
+    }
+    let prev = ev
+        .prev_kv
+        .as_ref()
+        .and_then(|p| registry::decode(p).ok())
+        .filter(|p| keep(p));
+    if kv.version == 0 {
+        // A delete: the last state, stamped with the deleting revision as upstream does.
+        let mut obj = prev?;
+        obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+        return Some(("DELETED", obj));
+    }
+    let obj = registry::decode(kv).ok()?;
+    match (keep(&obj), prev.is_some()) {
+        (true, true) => Some(("MODIFIED", obj)),
+        (true, false) => Some(("ADDED", obj)),
+        (false, true) => Some(("DELETED", obj)),
+        (false, false) => None,
+    }
+}

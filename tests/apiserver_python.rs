@@ -1,0 +1,51 @@
+//! The official Python `kubernetes` client, unmodified, against `skiff init`: the flow in
+//! tests/python/client_flow.py (CRUD across namespaces, both patch bodies, watch with a
+//! resourceVersion and timeout, relist after 410).
+
+mod common;
+
+use common::cluster::*;
+use common::control_plane::Init;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// Where `deploy/install-deps.sh` installs the client.
+const PYTHON: &str = "/opt/skiff-tests/venv/bin/python3";
+
+#[test]
+fn python_client_drives_the_api() {
+    let name = "python_client_drives_the_api";
+    if !Path::new(PYTHON).exists() {
+        eprintln!("\n*** SKIPPING {name}: {PYTHON} is missing; run deploy/install-deps.sh ***\n");
+        return;
+    }
+    if !require_tool(name, "etcdctl") {
+        return;
+    }
+    let init = Init::start(name);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_flow.py");
+    let out = run_with_timeout(
+        Command::new(PYTHON)
+            .arg(script)
+            .arg(init.kubeconfig())
+            .arg(&init.store),
+        None,
+        Duration::from_secs(120),
+    );
+    let text = stdout_str(&out);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "ok create-read-list",
+            "ok patch",
+            "ok not-found",
+            "ok watch",
+            "ok relist-after-410",
+            "ok delete"
+        ],
+        "{}",
+        describe(&out)
+    );
+}
