@@ -12,6 +12,8 @@ use tonic::transport::{Channel, Endpoint};
 pub enum BenchCommand {
     /// Drive the store's etcd-compatible API with concurrent puts.
     Store(StoreBench),
+    /// Create, update and list pods through the Kubernetes API.
+    Api(crate::bench_api::ApiBench),
 }
 
 #[derive(Args)]
@@ -44,6 +46,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 .build()?;
             rt.block_on(store(b))
         }
+        BenchCommand::Api(b) => crate::bench_api::run(b),
     }
 }
 

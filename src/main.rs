@@ -2,6 +2,7 @@
 //! done by the library crates.
 
 mod bench;
+mod bench_api;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};

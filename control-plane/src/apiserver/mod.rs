@@ -323,6 +323,9 @@ pub async fn serve(
                 continue;
             }
         };
+        // Responses go out in several writes (headers, then chunks); Nagle would hold the
+        // last partial segment for the client's delayed ACK.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
