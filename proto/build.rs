@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "etcd/etcdserverpb/rpc.proto",
     "skiff/store.proto",
     "skiff/raft.proto",
+    "skiff/agent.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,11 +1,13 @@
 //! The official Python `kubernetes` client, unmodified, against `skiff init`: the flow in
 //! tests/python/client_flow.py (CRUD across namespaces, both patch bodies, watch with a
-//! resourceVersion and timeout, relist after 410).
+//! resourceVersion and timeout, relist after 410, pod logs from a stand-in node agent).
 
 mod common;
 
+use common::agent_standin::StandInAgent;
 use common::cluster::*;
 use common::control_plane::Init;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -23,13 +25,16 @@ fn python_client_drives_the_api() {
     if !require_tool(name, "etcdctl") {
         return;
     }
+    let agent = StandInAgent::start(Ipv4Addr::new(127, 0, 0, 63));
     let init = Init::start(name);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_flow.py");
     let out = run_with_timeout(
         Command::new(PYTHON)
             .arg(script)
             .arg(init.kubeconfig())
-            .arg(&init.store),
+            .arg(&init.store)
+            .arg(agent.addr.ip().to_string())
+            .arg(agent.addr.port().to_string()),
         None,
         Duration::from_secs(120),
     );
@@ -43,6 +48,7 @@ fn python_client_drives_the_api() {
             "ok not-found",
             "ok watch",
             "ok relist-after-410",
+            "ok logs",
             "ok delete"
         ],
         "{}",

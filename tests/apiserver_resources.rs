@@ -623,3 +623,106 @@ fn kubectl_cordons_a_registered_node() {
         ""
     );
 }
+
+const SSA: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ssa
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: ssa}
+  template:
+    metadata:
+      labels: {app: ssa}
+    spec:
+      containers:
+      - name: busybox
+        image: registry.local/busybox:1.36
+"#;
+
+#[test]
+fn kubectl_server_side_apply_conflicts_and_forces() {
+    let name = "kubectl_server_side_apply";
+    if !require_tool(name, "kubectl") {
+        return;
+    }
+    let init = Init::start(name);
+    init.ok(&[
+        "create",
+        "deployment",
+        "ssa",
+        "--image=registry.local/busybox:1.36",
+        "--replicas=1",
+    ]);
+    let conflict = init.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(SSA.as_bytes()));
+    assert!(!conflict.status.success(), "{}", describe(&conflict));
+    let err = String::from_utf8_lossy(&conflict.stderr);
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl-create" using apps/v1: .spec.replicas"#),
+        "{err}"
+    );
+    assert!(err.contains("--force-conflicts"), "kubectl's hint: {err}");
+    let forced = check_ok(
+        "apply --force-conflicts",
+        &init.kubectl_in(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(SSA.as_bytes()),
+        ),
+    );
+    assert_eq!(forced.trim(), "deployment.apps/ssa serverside-applied");
+    let obj = json(&init.ok(&[
+        "get",
+        "deploy",
+        "ssa",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]));
+    assert_eq!(
+        obj.path(&["spec", "replicas"]).and_then(Json::as_u64),
+        Some(3)
+    );
+    let managers: Vec<(String, String)> = obj
+        .path(&["metadata", "managedFields"])
+        .and_then(Json::as_array)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            (
+                m.get("manager")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                m.get("operation")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        managers.contains(&("kubectl".into(), "Apply".into())),
+        "{managers:?}"
+    );
+    assert!(
+        managers.contains(&("kubectl-create".into(), "Update".into())),
+        "{managers:?}"
+    );
+    // Applying again changes nothing; applying a new object creates it.
+    let again = check_ok(
+        "apply again",
+        &init.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(SSA.as_bytes())),
+    );
+    assert_eq!(again.trim(), "deployment.apps/ssa serverside-applied");
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa-cm\ndata:\n  a: \"1\"\n";
+    let created = check_ok(
+        "apply new",
+        &init.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(cm.as_bytes())),
+    );
+    assert_eq!(created.trim(), "configmap/ssa-cm serverside-applied");
+    assert_eq!(
+        init.ok(&["get", "cm", "ssa-cm", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+}

@@ -5,6 +5,7 @@
 //!   Kubernetes API server) can use skiff's store.
 //! * [`store`] (`skiff.store.v1`): commands replicated through the Raft log.
 //! * [`raft`] (`skiff.raft.v1`): the member-to-member transport.
+//! * [`agent`] (`skiff.agent.v1`): the node agent's streams (logs) that the API server calls.
 //!
 //! Modules are nested to mirror the protobuf package names, because prost
 //! resolves cross-package references with relative `super::` paths; the
@@ -45,6 +46,16 @@ pub mod skiff {
             tonic::include_proto!("skiff.raft.v1");
         }
     }
+
+    /// `skiff.agent.*`: the node agent's streaming service.
+    pub mod agent {
+        /// `skiff.agent.v1`: container logs (and later exec and port-forward) served by the
+        /// agent on each node.
+        #[allow(clippy::all, missing_docs)]
+        pub mod v1 {
+            tonic::include_proto!("skiff.agent.v1");
+        }
+    }
 }
 
 /// Commands replicated through the store's Raft log (`skiff.store.v1`).
@@ -52,3 +63,6 @@ pub use skiff::store::v1 as store;
 
 /// Member-to-member Raft transport (`skiff.raft.v1`).
 pub use skiff::raft::v1 as raft;
+
+/// The node agent's streaming service (`skiff.agent.v1`).
+pub use skiff::agent::v1 as agent;

@@ -2,6 +2,7 @@
 //! `mod common;` and uses `common::cluster::*`.
 #![allow(dead_code)]
 
+pub mod agent_standin;
 pub mod cluster;
 pub mod control_plane;
 pub mod linearizability;

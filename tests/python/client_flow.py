@@ -1,7 +1,8 @@
 """The official Python client against skiff: CRUD across namespaces, patch, watch with a
 resourceVersion and a timeout, and a relist after 410 Gone.
 
-Usage: client_flow.py KUBECONFIG STORE_ENDPOINT. Prints one "ok <step>" line per step and
+Usage: client_flow.py KUBECONFIG STORE_ENDPOINT AGENT_IP AGENT_PORT (a stand-in node agent
+serving logs). Prints one "ok <step>" line per step and
 exits non-zero with a message on the first failure.
 """
 
@@ -18,7 +19,7 @@ def step(name):
 
 
 def main():
-    kubeconfig, store = sys.argv[1], sys.argv[2]
+    kubeconfig, store, agent_ip, agent_port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     config.load_kube_config(config_file=kubeconfig)
     core = client.CoreV1Api()
     apps = client.AppsV1Api()
@@ -108,6 +109,32 @@ def main():
     names = sorted(i.metadata.name for i in relisted.items)
     assert names == ["settings"], names
     step("relist-after-410")
+
+    # Logs come from the node agent that runs the pod.
+    core.create_node(
+        client.V1Node(
+            metadata=client.V1ObjectMeta(name="node-1"),
+            status=client.V1NodeStatus(
+                addresses=[client.V1NodeAddress(type="InternalIP", address=agent_ip)],
+                daemon_endpoints=client.V1NodeDaemonEndpoints(
+                    kubelet_endpoint=client.V1DaemonEndpoint(port=agent_port)
+                ),
+            ),
+        )
+    )
+    core.create_namespaced_pod(
+        "py",
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1PodSpec(
+                node_name="node-1",
+                containers=[client.V1Container(name="app", image="registry.local/busybox:1.36")],
+            ),
+        ),
+    )
+    log = core.read_namespaced_pod_log("web", "py", tail_lines=2)
+    assert log == "line 4\nline 5\n", repr(log)
+    step("logs")
 
     core.delete_namespaced_config_map("settings", "default")
     apps.delete_namespaced_deployment("web", "py")

@@ -11,6 +11,8 @@ mod body;
 mod catalog;
 mod defaults;
 mod discovery;
+mod logs;
+mod managed_fields;
 mod namespaces;
 mod objects;
 mod openapi;

@@ -16,7 +16,7 @@ use super::objects::{self, Part};
 use super::registry::{self, Claims, ListOptions};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::Status;
-use super::{body, patch, services, table, watch};
+use super::{body, managed_fields, patch, services, table, watch};
 use crate::store::Store;
 
 /// Attempts at a read-modify-write before giving up on a hot object.
@@ -161,7 +161,7 @@ pub async fn handle(
         return not_stored(&target, verb);
     }
     match verb {
-        "get" => get(&store, &target, &headers).await,
+        "get" => get(&store, &target, &q, &headers).await,
         "list" => list(&store, &target, &q, &headers).await,
         "watch" => watch::serve(store, target, q, wants_table(&headers)).await,
         "create" if target.sub.is_some() => {
@@ -206,10 +206,17 @@ async fn current(store: &Store, target: &Target) -> Result<Value, Status> {
         .ok_or_else(|| target.not_found())
 }
 
-async fn get(store: &Store, target: &Target, headers: &HeaderMap) -> Result<Response, Status> {
+async fn get(
+    store: &Store,
+    target: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, Status> {
     let obj = current(store, target).await?;
-    if target.sub.is_some_and(|s| s.name == "scale") {
-        return Ok(Json(objects::scale_of(&obj)).into_response());
+    match target.sub.map(|s| s.name) {
+        Some("scale") => return Ok(Json(objects::scale_of(&obj)).into_response()),
+        Some("log") => return super::logs::serve(store, obj, q).await,
+        _ => {}
     }
     if target.sub.is_some_and(|s| s.name != "status") {
         return Err(Status::new(
@@ -402,6 +409,22 @@ async fn create(
     let mut obj = body::object(headers, raw, res)?;
     objects::check_target(res, target.namespace.as_deref(), &mut obj)?;
     let warnings = field_validation(res, q, &obj)?;
+    let manager = manager_of(q, headers);
+    store_new(store, target, q, obj, &warnings, Some(&manager)).await
+}
+
+/// Stores a new object: name generation, server-set fields, defaults and validation,
+/// allocations, then the create transaction. `manager`, when given, is recorded as the
+/// owner of every field (server-side apply records its own ownership before this).
+async fn store_new(
+    store: &Store,
+    target: &Target,
+    q: &Query,
+    mut obj: Value,
+    warnings: &[String],
+    manager: Option<&str>,
+) -> Result<Response, Status> {
+    let res = target.res;
     let generate = obj["metadata"]["generateName"]
         .as_str()
         .filter(|g| !g.is_empty())
@@ -430,8 +453,20 @@ async fn create(
     namespace_ready(store, &target).await?;
     objects::prepare_create(res, &mut obj);
     admit(res, &mut obj, None)?;
+    if let Some(m) = manager {
+        let now = objects::now_rfc3339();
+        managed_fields::track_update(
+            res.group,
+            res.kind,
+            &res.api_version(),
+            None,
+            &mut obj,
+            m,
+            &now,
+        );
+    }
     if dry_run(q) {
-        return Ok(object_response(StatusCode::CREATED, obj, &warnings));
+        return Ok(object_response(StatusCode::CREATED, obj, warnings));
     }
     let mut requested = obj.clone();
     for _ in 0..MAX_RETRIES {
@@ -443,7 +478,7 @@ async fn create(
         };
         let key = registry::key(res, target.namespace.as_deref(), objects::name_of(&obj));
         if let Some(created) = registry::create(store, &key, &obj, &claims).await? {
-            return Ok(object_response(StatusCode::CREATED, created, &warnings));
+            return Ok(object_response(StatusCode::CREATED, created, warnings));
         }
         if registry::get(store, &key).await?.is_none() {
             // The object is new; an allocation it asked for is what failed.
@@ -494,6 +529,7 @@ async fn write(
     store: &Store,
     target: &Target,
     q: &Query,
+    manager: Option<&str>,
     mut change: impl FnMut(&Value) -> Result<Value, Status>,
 ) -> Result<Value, Status> {
     let res = target.res;
@@ -513,6 +549,19 @@ async fn write(
         wanted["kind"] = json!(res.kind);
         let mut next = objects::prepare_update(res, part_of(target), &cur, wanted)?;
         admit(res, &mut next, Some(&cur))?;
+        if let Some(m) = manager {
+            let now = objects::now_rfc3339();
+            let api_version = res.api_version();
+            managed_fields::track_update(
+                res.group,
+                res.kind,
+                &api_version,
+                Some(&cur),
+                &mut next,
+                m,
+                &now,
+            );
+        }
         if objects::unchanged(&cur, &next) || dry_run(q) {
             return Ok(next);
         }
@@ -562,7 +611,8 @@ async fn update(
         let w = field_validation(res, q, &obj)?;
         (obj, w)
     };
-    let out = write(store, target, q, |cur| {
+    let manager = manager_of(q, headers);
+    let out = write(store, target, q, Some(&manager), |cur| {
         if scale {
             objects::apply_scale(cur, &given)
         } else {
@@ -589,9 +639,13 @@ async fn patch_object(
         .to_string();
     let kind = patch::Kind::from_content_type(&content_type)?;
     let doc = body::json(raw)?;
+    if kind == patch::Kind::Apply {
+        return apply(store, target, q, doc).await;
+    }
     let scale = target.sub.is_some_and(|s| s.name == "scale");
     let mut warnings = Vec::new();
-    let out = write(store, target, q, |cur| {
+    let manager = manager_of(q, headers);
+    let out = write(store, target, q, Some(&manager), |cur| {
         let base = if scale {
             objects::scale_of(cur)
         } else {
@@ -607,6 +661,120 @@ async fn patch_object(
     .await?;
     let out = if scale { objects::scale_of(&out) } else { out };
     Ok(object_response(StatusCode::OK, out, &warnings))
+}
+
+/// Who a write is recorded against in managedFields: `?fieldManager=`, else the client's
+/// User-Agent up to its first '/', as upstream derives it.
+fn manager_of(q: &Query, headers: &HeaderMap) -> String {
+    if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.chars().take(128).collect();
+    }
+    headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|m| !m.is_empty())
+        .unwrap_or("unknown")
+        .chars()
+        .take(128)
+        .collect()
+}
+
+fn apply_error(e: managed_fields::ApplyError) -> Status {
+    match &e {
+        managed_fields::ApplyError::Conflicts(conflicts) => Status {
+            details: Some(json!({
+                "causes": conflicts.iter().map(|c| json!({
+                    "reason": "FieldManagerConflict",
+                    "message": c.message(),
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            ..Status::new(409, "Conflict", e.to_string())
+        },
+        managed_fields::ApplyError::Invalid(_) => Status::bad_request(e.to_string()),
+    }
+}
+
+/// Server-side apply: merges the caller's configuration into the object (creating it when
+/// absent), with field ownership and conflicts as upstream's field manager decides them.
+async fn apply(
+    store: &Store,
+    target: &Target,
+    q: &Query,
+    mut applied: Value,
+) -> Result<Response, Status> {
+    let res = target.res;
+    if target.sub.is_some() {
+        return Err(Status::new(
+            415,
+            "UnsupportedMediaType",
+            "server-side apply of a subresource is not supported".into(),
+        ));
+    }
+    let Some(manager) = q.get("fieldManager").filter(|m| !m.is_empty()).cloned() else {
+        return Err(Status::invalid_fields(
+            "PatchOptions",
+            "meta.k8s.io",
+            "",
+            vec![(
+                "FieldValueRequired",
+                "Required value: is required for apply patch".into(),
+                "fieldManager".into(),
+            )],
+        ));
+    };
+    let force = flag(q, "force");
+    if !applied.is_object() {
+        return Err(Status::bad_request(
+            "an apply configuration must be an object".into(),
+        ));
+    }
+    objects::check_target(res, target.namespace.as_deref(), &mut applied)?;
+    if objects::name_of(&applied) != target.name.as_deref().unwrap_or("") {
+        return Err(Status::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({})",
+            objects::name_of(&applied),
+            target.name.as_deref().unwrap_or("")
+        )));
+    }
+    let warnings = field_validation(res, q, &applied)?;
+    let api_version = res.api_version();
+    let now = objects::now_rfc3339();
+    match current(store, target).await {
+        Err(s) if s.code == 404 => {
+            let obj = managed_fields::apply(
+                res.group,
+                res.kind,
+                &api_version,
+                None,
+                &applied,
+                &manager,
+                force,
+                &now,
+            )
+            .map_err(apply_error)?;
+            store_new(store, target, q, obj, &warnings, None).await
+        }
+        Err(s) => Err(s),
+        Ok(_) => {
+            let out = write(store, target, q, None, |cur| {
+                managed_fields::apply(
+                    res.group,
+                    res.kind,
+                    &api_version,
+                    Some(cur),
+                    &applied,
+                    &manager,
+                    force,
+                    &now,
+                )
+                .map_err(apply_error)
+            })
+            .await?;
+            Ok(object_response(StatusCode::OK, out, &warnings))
+        }
+    }
 }
 
 /// DeleteOptions from the body and the query (the query wins, as upstream).
@@ -780,7 +948,7 @@ async fn create_subresource(
                 sub: None,
                 ..target.clone()
             };
-            write(store, &pod, &q, |cur| {
+            write(store, &pod, &q, Some("kube-scheduler"), |cur| {
                 if cur["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
                     return Err(Status::new(409, "Conflict", format!(
                         "Operation cannot be fulfilled on pods/binding \"{}\": pod {} is already assigned to node \"{}\"",

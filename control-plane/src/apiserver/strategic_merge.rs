@@ -180,6 +180,39 @@ fn apply_with_schema(
     Ok(Value::Object(merged))
 }
 
+/// How strategic merge patch treats a list field. Server-side apply
+/// (`managed_fields`) derives its list types from this, so the API's merge
+/// keys are transcribed in one place only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListMerge {
+    /// No merge strategy: the list is replaced as a whole.
+    Replace,
+    /// Merge strategy without a merge key: a set of primitives.
+    Set,
+    /// Merge strategy with this merge key: items are matched by it.
+    Keyed(&'static str),
+}
+
+/// The strategy of the list field at `path` (field names from the root of the
+/// kind's object; list items add no name, a list's items having the field's
+/// type), or `None` when [`apply`] has no schema for the kind. Fields the
+/// table does not describe are [`ListMerge::Replace`], as in [`apply`].
+pub fn list_merge(group: &str, kind: &str, path: &[&str]) -> Option<ListMerge> {
+    let root = kind_root(group, kind)?;
+    let mut schema = Schema::named(TYPES, root);
+    let mut last = None;
+    for name in path {
+        let meta = schema.field(name);
+        schema = meta.schema;
+        last = Some(meta);
+    }
+    Some(match last {
+        Some(meta) if meta.strategy.merges_lists() && meta.key.is_empty() => ListMerge::Set,
+        Some(meta) if meta.strategy.merges_lists() => ListMerge::Keyed(meta.key),
+        _ => ListMerge::Replace,
+    })
+}
+
 // ---------------------------------------------------------------------------
 // Schema
 // ---------------------------------------------------------------------------
