@@ -267,20 +267,7 @@ fn rfc3339(seconds: i64, nanos: i32, micros: bool) -> Res {
     if !(0..=9999).contains(&t.year()) {
         return Err(out_of_range());
     }
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    if micros {
-        s.push_str(&format!(".{:06}", t.microsecond()));
-    }
-    s.push('Z');
-    Ok(Value::String(s))
+    Ok(Value::String(super::defaults::format_time(t, micros)))
 }
 
 /// `runtime.RawExtension`: the embedded object, which Go's JSON writes verbatim.
@@ -303,18 +290,23 @@ fn embedded_json(raw: Vec<u8>) -> Res {
 
 /// Declares one conversion function per message type, `name: Type { how "jsonName" field =>
 /// convert; … }`: `how` is the [`Obj`] method that fits the Go field (see the module docs) and
-/// `convert` converts a nested value.
+/// `convert` converts a nested value. Types whose Go structs have the same fields share one list:
+/// `name: Type, other: OtherType { … }`.
 macro_rules! convert {
     ($(
-        $name:ident: $ty:ty {
-            $($how:ident $($key:literal)? $field:ident $(=> $conv:ident)?;)*
-        }
+        $($name:ident: $ty:ty),+ { $($fields:tt)* }
     )*) => {
-        $(
-            fn $name(m: $ty) -> Res {
-                Obj::new()$(.$how($($key,)? m.$field $(, $conv)?))*.done()
-            }
-        )*
+        $( convert!(@each [$($name: $ty),+] { $($fields)* }); )*
+    };
+    (@each [$($name:ident: $ty:ty),+] $fields:tt) => {
+        $( convert!(@one $name: $ty $fields); )+
+    };
+    (@one $name:ident: $ty:ty {
+        $($how:ident $($key:literal)? $field:ident $(=> $conv:ident)?;)*
+    }) => {
+        fn $name(m: $ty) -> Res {
+            Obj::new()$(.$how($($key,)? m.$field $(, $conv)?))*.done()
+        }
     };
 }
 
@@ -687,7 +679,12 @@ convert! {
         msg "metadata" metadata => object_meta;
         msg "spec" spec => pod_spec;
     }
-    namespace_condition: core::NamespaceCondition {
+    // The conditions of core/v1 and apps/v1 kinds that have these fields.
+    namespace_condition: core::NamespaceCondition,
+    replication_controller_condition: core::ReplicationControllerCondition,
+    replica_set_condition: apps::ReplicaSetCondition,
+    daemon_set_condition: apps::DaemonSetCondition,
+    stateful_set_condition: apps::StatefulSetCondition {
         req "type" r#type;
         req "status" status;
         msg "lastTransitionTime" last_transition_time => timestamp;
@@ -695,7 +692,8 @@ convert! {
         opt "message" message;
     }
     volume: core::Volume { req "name" name; inline volume_source => volume_source; }
-    container: core::Container {
+    container: core::Container,
+    ephemeral_container_common: core::EphemeralContainerCommon {
         req "name" name;
         opt "image" image;
         vals "command" command;
@@ -796,7 +794,7 @@ convert! {
         opt "reason" reason;
         opt "message" message;
     }
-    host_ip: core::HostIp { req "ip" ip; }
+    host_ip: core::HostIp,
     pod_ip: core::PodIp { req "ip" ip; }
     container_status: core::ContainerStatus {
         req "name" name;
@@ -914,7 +912,9 @@ convert! {
         req "name" name;
         ptr "namespace" namespace;
     }
-    persistent_volume_claim_condition: core::PersistentVolumeClaimCondition {
+    // Also batch/v1's JobCondition, which has the same fields.
+    persistent_volume_claim_condition: core::PersistentVolumeClaimCondition,
+    job_condition: batch::JobCondition {
         req "type" r#type;
         req "status" status;
         msg "lastProbeTime" last_probe_time => timestamp;
@@ -958,13 +958,6 @@ convert! {
         map "default" default => quantity;
         map "defaultRequest" default_request => quantity;
         map "maxLimitRequestRatio" max_limit_request_ratio => quantity;
-    }
-    replication_controller_condition: core::ReplicationControllerCondition {
-        req "type" r#type;
-        req "status" status;
-        msg "lastTransitionTime" last_transition_time => timestamp;
-        opt "reason" reason;
-        opt "message" message;
     }
     volume_source: core::VolumeSource {
         msg "hostPath" host_path => host_path_volume_source;
@@ -1062,33 +1055,6 @@ convert! {
         msg "seccompProfile" seccomp_profile => seccomp_profile;
         msg "appArmorProfile" app_armor_profile => app_armor_profile;
     }
-    ephemeral_container_common: core::EphemeralContainerCommon {
-        req "name" name;
-        opt "image" image;
-        vals "command" command;
-        vals "args" args;
-        opt "workingDir" working_dir;
-        list "ports" ports => container_port;
-        list "envFrom" env_from => env_from_source;
-        list "env" env => env_var;
-        msg "resources" resources => resource_requirements;
-        list "resizePolicy" resize_policy => container_resize_policy;
-        ptr "restartPolicy" restart_policy;
-        list "restartPolicyRules" restart_policy_rules => container_restart_rule;
-        list "volumeMounts" volume_mounts => volume_mount;
-        list "volumeDevices" volume_devices => volume_device;
-        msg "livenessProbe" liveness_probe => probe;
-        msg "readinessProbe" readiness_probe => probe;
-        msg "startupProbe" startup_probe => probe;
-        msg "lifecycle" lifecycle => lifecycle;
-        opt "terminationMessagePath" termination_message_path;
-        opt "terminationMessagePolicy" termination_message_policy;
-        opt "imagePullPolicy" image_pull_policy;
-        msg "securityContext" security_context => security_context;
-        opt "stdin" stdin;
-        opt "stdinOnce" stdin_once;
-        opt "tty" tty;
-    }
     se_linux_options: core::SeLinuxOptions {
         opt "user" user;
         opt "role" role;
@@ -1102,10 +1068,7 @@ convert! {
         ptr "hostProcess" host_process;
     }
     sysctl: core::Sysctl { req "name" name; req "value" value; }
-    seccomp_profile: core::SeccompProfile {
-        req "type" r#type;
-        ptr "localhostProfile" localhost_profile;
-    }
+    seccomp_profile: core::SeccompProfile,
     app_armor_profile: core::AppArmorProfile {
         req "type" r#type;
         ptr "localhostProfile" localhost_profile;
@@ -1118,14 +1081,7 @@ convert! {
             preferred_during_scheduling_ignored_during_execution
             => preferred_scheduling_term;
     }
-    pod_affinity: core::PodAffinity {
-        list "requiredDuringSchedulingIgnoredDuringExecution"
-            required_during_scheduling_ignored_during_execution
-            => pod_affinity_term;
-        list "preferredDuringSchedulingIgnoredDuringExecution"
-            preferred_during_scheduling_ignored_during_execution
-            => weighted_pod_affinity_term;
-    }
+    pod_affinity: core::PodAffinity,
     pod_anti_affinity: core::PodAntiAffinity {
         list "requiredDuringSchedulingIgnoredDuringExecution"
             required_during_scheduling_ignored_during_execution
@@ -1453,10 +1409,7 @@ convert! {
         opt "reference" reference;
         opt "pullPolicy" pull_policy;
     }
-    config_map_env_source: core::ConfigMapEnvSource {
-        inline local_object_reference => local_object_reference;
-        ptr "optional" optional;
-    }
+    config_map_env_source: core::ConfigMapEnvSource,
     secret_env_source: core::SecretEnvSource {
         inline local_object_reference => local_object_reference;
         ptr "optional" optional;
@@ -1557,11 +1510,7 @@ convert! {
         req "resource" resource;
         msg "divisor" divisor => quantity;
     }
-    config_map_key_selector: core::ConfigMapKeySelector {
-        inline local_object_reference => local_object_reference;
-        req "key" key;
-        ptr "optional" optional;
-    }
+    config_map_key_selector: core::ConfigMapKeySelector,
     secret_key_selector: core::SecretKeySelector {
         inline local_object_reference => local_object_reference;
         req "key" key;
@@ -1589,18 +1538,14 @@ convert! {
         req "operator" operator;
         vals "values" values;
     }
-    secret_projection: core::SecretProjection {
+    secret_projection: core::SecretProjection,
+    config_map_projection: core::ConfigMapProjection {
         inline local_object_reference => local_object_reference;
         list "items" items => key_to_path;
         ptr "optional" optional;
     }
     downward_api_projection: core::DownwardAPIProjection {
         list "items" items => downward_api_volume_file;
-    }
-    config_map_projection: core::ConfigMapProjection {
-        inline local_object_reference => local_object_reference;
-        list "items" items => key_to_path;
-        ptr "optional" optional;
     }
     service_account_token_projection: core::ServiceAccountTokenProjection {
         opt "audience" audience;
@@ -1746,23 +1691,9 @@ convert! {
         opt "reason" reason;
         opt "message" message;
     }
-    replica_set_condition: apps::ReplicaSetCondition {
-        req "type" r#type;
-        req "status" status;
-        msg "lastTransitionTime" last_transition_time => timestamp;
-        opt "reason" reason;
-        opt "message" message;
-    }
     daemon_set_update_strategy: apps::DaemonSetUpdateStrategy {
         opt "type" r#type;
         msg "rollingUpdate" rolling_update => rolling_update_daemon_set;
-    }
-    daemon_set_condition: apps::DaemonSetCondition {
-        req "type" r#type;
-        req "status" status;
-        msg "lastTransitionTime" last_transition_time => timestamp;
-        opt "reason" reason;
-        opt "message" message;
     }
     stateful_set_update_strategy: apps::StatefulSetUpdateStrategy {
         opt "type" r#type;
@@ -1774,17 +1705,7 @@ convert! {
         opt "whenScaled" when_scaled;
     }
     stateful_set_ordinals: apps::StatefulSetOrdinals { req "start" start; }
-    stateful_set_condition: apps::StatefulSetCondition {
-        req "type" r#type;
-        req "status" status;
-        msg "lastTransitionTime" last_transition_time => timestamp;
-        opt "reason" reason;
-        opt "message" message;
-    }
-    rolling_update_deployment: apps::RollingUpdateDeployment {
-        msg "maxUnavailable" max_unavailable => int_or_string;
-        msg "maxSurge" max_surge => int_or_string;
-    }
+    rolling_update_deployment: apps::RollingUpdateDeployment,
     rolling_update_daemon_set: apps::RollingUpdateDaemonSet {
         msg "maxUnavailable" max_unavailable => int_or_string;
         msg "maxSurge" max_surge => int_or_string;
@@ -1855,14 +1776,6 @@ convert! {
     }
     pod_failure_policy: batch::PodFailurePolicy { list "rules" rules => pod_failure_policy_rule; }
     success_policy: batch::SuccessPolicy { list "rules" rules => success_policy_rule; }
-    job_condition: batch::JobCondition {
-        req "type" r#type;
-        req "status" status;
-        msg "lastProbeTime" last_probe_time => timestamp;
-        msg "lastTransitionTime" last_transition_time => timestamp;
-        opt "reason" reason;
-        opt "message" message;
-    }
     uncounted_terminated_pods: batch::UncountedTerminatedPods {
         vals "succeeded" succeeded;
         vals "failed" failed;
@@ -1899,11 +1812,7 @@ convert! {
         list "rules" rules => policy_rule;
         msg "aggregationRule" aggregation_rule => aggregation_rule;
     }
-    role_binding: rbac::RoleBinding {
-        msg "metadata" metadata => object_meta;
-        list "subjects" subjects => subject;
-        msg "roleRef" role_ref => role_ref;
-    }
+    role_binding: rbac::RoleBinding,
     cluster_role_binding: rbac::ClusterRoleBinding {
         msg "metadata" metadata => object_meta;
         list "subjects" subjects => subject;

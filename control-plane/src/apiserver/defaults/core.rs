@@ -446,7 +446,7 @@ pub(super) fn service(obj: &mut Value) {
 /// service IP allocator does on a single-stack IPv4 cluster.
 fn cluster_ips_and_families(spec: &mut Value) {
     let ip = text(spec, "clusterIP").to_string();
-    let ips: Vec<String> = spec
+    let mut ips: Vec<String> = spec
         .get("clusterIPs")
         .and_then(Value::as_array)
         .map(|a| {
@@ -458,19 +458,11 @@ fn cluster_ips_and_families(spec: &mut Value) {
     if let Some(m) = spec.as_object_mut() {
         if !ip.is_empty() && ips.is_empty() {
             m.insert("clusterIPs".into(), json!([ip]));
+            ips.push(ip);
         } else if ip.is_empty() && !ips.is_empty() {
             m.insert("clusterIP".into(), json!(ips[0]));
         }
     }
-    let ips: Vec<String> = spec
-        .get("clusterIPs")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
     let headless = ips.first().is_some_and(|i| i == "None");
     let selectorless = spec
         .get("selector")

@@ -138,9 +138,14 @@ fn walk(shape: Shape<'_>, v: &mut Value, depth: usize) {
 
 /// Timestamps are stored in UTC, with seconds (`Time`) or microseconds (`MicroTime`).
 fn reformat_time(v: &mut Value, micro: bool) {
-    let Some(t) = v.as_str().and_then(parse_time) else {
-        return;
-    };
+    if let Some(t) = v.as_str().and_then(super::validation::parse_time) {
+        *v = Value::from(format_time(t, micro));
+    }
+}
+
+/// A time as Kubernetes writes `metav1.Time` (whole seconds) or, with `micros`,
+/// `metav1.MicroTime`: RFC 3339 in UTC, e.g. `2025-05-01T08:00:00Z`.
+pub(super) fn format_time(t: time::OffsetDateTime, micros: bool) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let mut s = format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
@@ -151,15 +156,11 @@ fn reformat_time(v: &mut Value, micro: bool) {
         t.minute(),
         t.second()
     );
-    if micro {
+    if micros {
         s.push_str(&format!(".{:06}", t.microsecond()));
     }
     s.push('Z');
-    *v = Value::from(s);
-}
-
-fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+    s
 }
 
 // ---------------------------------------------------------------------------------------------

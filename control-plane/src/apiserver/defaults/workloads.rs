@@ -11,18 +11,23 @@ fn empty_status(obj: &mut Value) {
     set(obj, "status", json!({}));
 }
 
+/// An update strategy that defaults to RollingUpdate, with these rollingUpdate defaults.
+fn rolling_update(strategy: &mut Value, max_unavailable: Value, max_surge: Value) {
+    set_str(strategy, "type", "RollingUpdate");
+    if text(strategy, "type") == "RollingUpdate" {
+        if let Some(ru) = sub(strategy, "rollingUpdate") {
+            set(ru, "maxUnavailable", max_unavailable);
+            set(ru, "maxSurge", max_surge);
+        }
+    }
+}
+
 /// Deployment: replicas 1, RollingUpdate 25%/25%, history 10, progress deadline 600s.
 pub(super) fn deployment(obj: &mut Value) {
     if let Some(spec) = sub(obj, "spec") {
         set(spec, "replicas", json!(1));
         if let Some(strategy) = sub(spec, "strategy") {
-            set_str(strategy, "type", "RollingUpdate");
-            if text(strategy, "type") == "RollingUpdate" {
-                if let Some(ru) = sub(strategy, "rollingUpdate") {
-                    set(ru, "maxUnavailable", json!("25%"));
-                    set(ru, "maxSurge", json!("25%"));
-                }
-            }
+            rolling_update(strategy, json!("25%"), json!("25%"));
         }
         set(spec, "revisionHistoryLimit", json!(10));
         set(spec, "progressDeadlineSeconds", json!(600));
@@ -48,13 +53,7 @@ pub(super) fn replica_set(obj: &mut Value) {
 pub(super) fn daemon_set(obj: &mut Value) {
     if let Some(spec) = sub(obj, "spec") {
         if let Some(us) = sub(spec, "updateStrategy") {
-            set_str(us, "type", "RollingUpdate");
-            if text(us, "type") == "RollingUpdate" {
-                if let Some(ru) = sub(us, "rollingUpdate") {
-                    set(ru, "maxUnavailable", json!(1));
-                    set(ru, "maxSurge", json!(0));
-                }
-            }
+            rolling_update(us, json!(1), json!(0));
         }
         set(spec, "revisionHistoryLimit", json!(10));
         if let Some(t) = sub(spec, "template") {

@@ -4,7 +4,6 @@
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// A string field, "" when unset or not a string.
@@ -55,7 +54,7 @@ pub(super) fn name(obj: &Value) -> &str {
 /// A metav1.Time or MicroTime; `None` for unset, malformed or Go's zero time, which upstream
 /// all treats as "never".
 pub(super) fn parse_time(v: &Value) -> Option<OffsetDateTime> {
-    let t = OffsetDateTime::parse(v.as_str()?, &Rfc3339).ok()?;
+    let t = super::super::validation::parse_time(v.as_str()?)?;
     (t.year() > 1 || t.ordinal() > 1 || t.time() != time::Time::MIDNIGHT).then_some(t)
 }
 

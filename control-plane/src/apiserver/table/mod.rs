@@ -81,13 +81,6 @@ pub fn table(
     )
 }
 
-/// Namespaces' table, for the call site that predates [`table`]; kept so the crate builds
-/// while that caller moves over.
-#[allow(dead_code)]
-pub fn namespaces(items: &[Value], resource_version: &str) -> Value {
-    table("", "Namespace", items, resource_version, None, "Metadata")
-}
-
 /// [`table`] with the clock passed in, so ages are reproducible in tests.
 fn table_at(
     now: OffsetDateTime,
@@ -164,18 +157,8 @@ const DEFAULT_COLUMNS: &[Col] = &[NAME, Col::new("Created At", "date", CREATION_
 /// A default-table row: the name and the creation time as RFC 3339 in UTC, whole seconds,
 /// which is what Go prints for a zero time too.
 fn default_row(obj: &Value) -> Row {
-    let created = cells::parse_time(&obj["metadata"]["creationTimestamp"])
-        .map(|t| t.to_offset(time::UtcOffset::UTC));
-    let stamp = match created {
-        Some(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
+    let stamp = match cells::parse_time(&obj["metadata"]["creationTimestamp"]) {
+        Some(t) => super::defaults::format_time(t, false),
         None => "0001-01-01T00:00:00Z".into(),
     };
     Row::new(vec![cells::name(obj).into(), stamp.into()])

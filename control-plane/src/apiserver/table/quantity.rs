@@ -1,16 +1,14 @@
 //! Resource quantities spelled the way upstream's `resource.Quantity.String()` spells them
 //! ("1024Mi" prints "1Gi", "1.5" prints "1500m"), since printers show parsed quantities, not
 //! the text a client sent.
+//!
+//! The text is split and its suffix read as validation's `Quantity` does. The spelling is done
+//! here because printers follow upstream more closely than stored objects do: for one, text
+//! that upstream's parser finds already canonical ("1E3") is printed as sent.
 
 use serde_json::Value;
 
-/// How a quantity's suffix reads: decimal SI ("k", "m"), binary SI ("Ki") or an exponent ("e3").
-#[derive(Clone, Copy, PartialEq)]
-enum Format {
-    DecimalSi,
-    BinarySi,
-    DecimalExponent,
-}
+use super::super::validation::quantity::{interpret, split, Format};
 
 /// A quantity field as upstream prints it: unset is zero ("0"), and text that does not parse
 /// is shown as is.
@@ -34,7 +32,7 @@ fn canonical(text: &str) -> Option<String> {
     if text == "0" {
         return Some(text.into());
     }
-    let (positive, num, denom, suffix) = split(text)?;
+    let (negative, num, denom, suffix) = split(text).ok()?;
     let (base, exponent, format) = interpret(suffix)?;
     if already_canonical(num, denom, exponent, format) {
         return Some(text.into());
@@ -71,7 +69,7 @@ fn canonical(text: &str) -> Option<String> {
     if mantissa == 0 {
         return Some("0".into());
     }
-    let sign = if positive { "" } else { "-" };
+    let sign = if negative { "-" } else { "" };
 
     if format == Format::BinarySi {
         // Upstream switches to decimal for -1024 < q < 1024; the mantissa here is |q|.
@@ -114,86 +112,6 @@ fn canonical(text: &str) -> Option<String> {
         _ => String::new(),
     };
     Some(format!("{sign}{mantissa}{suffix}"))
-}
-
-/// Splits `text` into sign, integer digits (leading zeros gone), fraction digits and suffix,
-/// with the same leniency as upstream's parser (a suffix is letters, then an optional sign and
-/// digits).
-fn split(text: &str) -> Option<(bool, &str, &str, &str)> {
-    let b = text.as_bytes();
-    let mut pos = 0;
-    let positive = b.first() != Some(&b'-');
-    if matches!(b.first(), Some(b'-' | b'+')) {
-        pos = 1;
-    }
-    while b.get(pos) == Some(&b'0') {
-        pos += 1;
-    }
-    if pos >= b.len() {
-        return Some((positive, "0", "", ""));
-    }
-    let digits_end =
-        |from: usize| from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let end = digits_end(pos);
-    let num = match &text[pos..end] {
-        "" => "0",
-        n => n,
-    };
-    pos = end;
-    let mut denom = "";
-    if b.get(pos) == Some(&b'.') {
-        let end = digits_end(pos + 1);
-        denom = &text[pos + 1..end];
-        pos = end;
-    }
-    let suffix = &text[pos..];
-    let letters = suffix
-        .bytes()
-        .take_while(|c| b"eEinumkKMGTP".contains(c))
-        .count();
-    let rest = suffix[letters..]
-        .strip_prefix(['+', '-'])
-        .unwrap_or(&suffix[letters..]);
-    rest.bytes()
-        .all(|c| c.is_ascii_digit())
-        .then_some((positive, num, denom, suffix))
-}
-
-/// The suffix's base, power and format, or `None` if it is no suffix upstream knows.
-fn interpret(suffix: &str) -> Option<(i32, i32, Format)> {
-    let decimal = match suffix {
-        "n" => Some(-9),
-        "u" => Some(-6),
-        "m" => Some(-3),
-        "" => Some(0),
-        "k" => Some(3),
-        "M" => Some(6),
-        "G" => Some(9),
-        "T" => Some(12),
-        "P" => Some(15),
-        "E" => Some(18),
-        _ => None,
-    };
-    if let Some(e) = decimal {
-        return Some((10, e, Format::DecimalSi));
-    }
-    let binary = match suffix {
-        "Ki" => Some(10),
-        "Mi" => Some(20),
-        "Gi" => Some(30),
-        "Ti" => Some(40),
-        "Pi" => Some(50),
-        "Ei" => Some(60),
-        _ => None,
-    };
-    if let Some(e) = binary {
-        return Some((2, e, Format::BinarySi));
-    }
-    let rest = suffix
-        .strip_prefix('e')
-        .or_else(|| suffix.strip_prefix('E'))?;
-    let e: i64 = rest.parse().ok()?;
-    Some((10, i32::try_from(e).ok()?, Format::DecimalExponent))
 }
 
 /// Upstream keeps the text as sent when its fast path finds it already canonical; this is

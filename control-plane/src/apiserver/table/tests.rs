@@ -696,44 +696,20 @@ fn include_object_modes_and_list_metadata() {
     assert_eq!(t["metadata"], json!({"resourceVersion": "7"}));
     let t = table_at(now(), "", "Namespace", &items, "7", None, "None");
     assert!(t["rows"][0].get("object").is_none());
-    assert!(namespaces(&items, "7")["rows"][0]["object"]["metadata"].is_object());
+    assert!(
+        table("", "Namespace", &items, "7", None, "Metadata")["rows"][0]["object"]["metadata"]
+            .is_object()
+    );
 }
 
 #[test]
 fn every_printer_fills_every_column_and_survives_junk() {
-    let kinds = [
-        ("", "Namespace"),
-        ("", "Node"),
-        ("", "Pod"),
-        ("", "PodTemplate"),
-        ("", "Service"),
-        ("", "Endpoints"),
-        ("", "ConfigMap"),
-        ("", "Secret"),
-        ("", "ServiceAccount"),
-        ("", "Event"),
-        ("events.k8s.io", "Event"),
-        ("", "PersistentVolume"),
-        ("", "PersistentVolumeClaim"),
-        ("", "ResourceQuota"),
-        ("", "LimitRange"),
-        ("apps", "Deployment"),
-        ("apps", "ReplicaSet"),
-        ("apps", "DaemonSet"),
-        ("apps", "StatefulSet"),
-        ("apps", "ControllerRevision"),
-        ("batch", "Job"),
-        ("batch", "CronJob"),
-        ("coordination.k8s.io", "Lease"),
-        ("discovery.k8s.io", "EndpointSlice"),
-        ("rbac.authorization.k8s.io", "Role"),
-        ("rbac.authorization.k8s.io", "ClusterRole"),
-        ("rbac.authorization.k8s.io", "RoleBinding"),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-        ("networking.k8s.io", "NetworkPolicy"),
-        ("scheduling.k8s.io", "PriorityClass"),
-        ("example.com", "Widget"),
-    ];
+    // Every kind the API server stores, and one it does not know.
+    let kinds = super::super::catalog::RESOURCES
+        .iter()
+        .filter(|r| r.stored)
+        .map(|r| (r.group, r.kind))
+        .chain([("example.com", "Widget")]);
     let junk = [
         json!(null),
         json!(42),

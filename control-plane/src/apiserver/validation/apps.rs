@@ -88,14 +88,7 @@ fn required_selector(sel: Option<&Value>, sp: &P, what: &str, e: &mut Errs) {
 /// Upstream's `ValidatePodTemplateSpecForReplicaSet`: labels match, valid template, restart
 /// policy Always, no activeDeadlineSeconds.
 fn template_for_controller(t: &Value, selector: &Selector, tp: &P, kind: &str, e: &mut Errs) {
-    let tlabels = at(t, "metadata").get("labels");
-    if !selector.is_empty() && !selector.matches(tlabels) {
-        e.invalid(
-            &tp.child("metadata").child("labels"),
-            go(super::go_string_map(tlabels)),
-            "`selector` does not match template `labels`",
-        );
-    }
+    selector.check_template(t, tp, e);
     pod_template_spec(t, tp, e);
     restart_always(t, tp, kind, e);
 }
@@ -228,15 +221,8 @@ pub(super) fn validate_daemon_set(obj: &Value, old: Option<&Value>, e: &mut Errs
     meta::label_selector(sel, &sp.child("selector"), e);
     let tp = sp.child("template");
     let t = at(spec, "template");
-    let tlabels = at(t, "metadata").get("labels");
     if let Ok(selector) = Selector::parse(sel) {
-        if !selector.matches(tlabels) {
-            e.invalid(
-                &tp.child("metadata").child("labels"),
-                go(super::go_string_map(tlabels)),
-                "`selector` does not match template `labels`",
-            );
-        }
+        selector.check_template(t, &tp, e);
     }
     if let Some(s_) = sel {
         let n = super::map(s_, "matchLabels").map_or(0, |m| m.len())
@@ -365,15 +351,8 @@ pub(super) fn validate_stateful_set(obj: &Value, old: Option<&Value>, e: &mut Er
     match Selector::parse(sel) {
         Err(()) => e.invalid(&sp.child("selector"), shown_selector(sel), ""),
         Ok(selector) => {
-            let tlabels = at(t, "metadata").get("labels");
-            if !selector.is_empty() && !selector.matches(tlabels) {
-                e.invalid(
-                    &tp.child("metadata").child("labels"),
-                    go(super::go_string_map(tlabels)),
-                    "`selector` does not match template `labels`",
-                );
-            }
-            meta::labels(tlabels, &tp.child("labels"), e);
+            selector.check_template(t, &tp, e);
+            meta::labels(at(t, "metadata").get("labels"), &tp.child("labels"), e);
             meta::annotations(
                 at(t, "metadata").get("annotations"),
                 &tp.child("annotations"),

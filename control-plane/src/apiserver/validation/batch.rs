@@ -6,7 +6,7 @@ use super::cron;
 use super::meta::{self, object_meta, shown_selector, Selector};
 use super::pod::pod_template_spec;
 use super::{
-    arr, at, boolean, dns1123_label_errors, go, go_string_map, has, int, opt_s,
+    arr, at, boolean, dns1123_label_errors, enum_field, go, go_string_map, has, int, opt_s,
     qualified_name_errors, s, same, Errs, NameRule, P,
 };
 
@@ -33,15 +33,7 @@ pub(super) fn validate_job(obj: &Value, old: Option<&Value>, e: &mut Errs) {
         Some(_) => meta::label_selector(sel, &sp.child("selector"), e),
     }
     if let Ok(selector) = Selector::parse(sel) {
-        let tlabels = at(at(at(spec, "template"), "metadata"), "labels");
-        let tlabels = (!tlabels.is_null()).then_some(tlabels);
-        if !selector.matches(tlabels) {
-            e.invalid(
-                &sp.child("template").child("metadata").child("labels"),
-                go(go_string_map(tlabels)),
-                "`selector` does not match template `labels`",
-            );
-        }
+        selector.check_template(at(spec, "template"), &sp.child("template"), e);
     }
     if old.is_none() && s(spec, "completionMode") == "Indexed" {
         if let Some(c) = int(spec, "completions").filter(|c| *c > 0) {
@@ -475,15 +467,13 @@ pub(super) fn validate_cron_job(obj: &Value, old: Option<&Value>, e: &mut Errs) 
             time_zone(tz, &sp.child("timeZone"), e);
         }
     }
-    match s(spec, "concurrencyPolicy") {
-        "Allow" | "Forbid" | "Replace" => {}
-        "" => e.required(&sp.child("concurrencyPolicy"), ""),
-        other => e.not_supported(
-            &sp.child("concurrencyPolicy"),
-            other,
-            &["Allow", "Forbid", "Replace"],
-        ),
-    }
+    enum_field(
+        spec,
+        "concurrencyPolicy",
+        &sp,
+        &["Allow", "Forbid", "Replace"],
+        e,
+    );
     let jt = at(spec, "jobTemplate");
     let jp = sp.child("jobTemplate").child("spec");
     job_spec(at(jt, "spec"), &jp, e);

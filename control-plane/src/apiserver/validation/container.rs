@@ -9,8 +9,8 @@ use super::quantity;
 use super::resources::resource_requirements;
 use super::{
     arr, at, boolean, config_map_key_errors, dns1123_label_errors, dns1123_subdomain_errors,
-    env_var_name_errors, has, int, opt_s, port_name_errors, port_num_errors, qualified_name_errors,
-    range_error, s, Errs, NameRule, P,
+    enum_field, env_var_name_errors, has, int, opt_s, port_name_errors, port_num_errors,
+    qualified_name_errors, range_error, s, Errs, NameRule, P,
 };
 
 /// What container checks need from the surrounding PodSpec.
@@ -161,15 +161,13 @@ fn container_common(c: &Value, p: &P, ctx: &Ctx<'_>, e: &mut Errs) {
     if s(c, "image").is_empty() {
         e.required(&p.child("image"), "");
     }
-    match s(c, "terminationMessagePolicy") {
-        "File" | "FallbackToLogsOnError" => {}
-        "" => e.required(&p.child("terminationMessagePolicy"), ""),
-        other => e.not_supported(
-            &p.child("terminationMessagePolicy"),
-            other,
-            &["File", "FallbackToLogsOnError"],
-        ),
-    }
+    enum_field(
+        c,
+        "terminationMessagePolicy",
+        p,
+        &["File", "FallbackToLogsOnError"],
+        e,
+    );
     container_ports(arr(c, "ports"), &p.child("ports"), e);
     env(arr(c, "env"), &p.child("env"), e);
     env_from(arr(c, "envFrom"), &p.child("envFrom"), e);
@@ -179,15 +177,13 @@ fn container_common(c: &Value, p: &P, ctx: &Ctx<'_>, e: &mut Errs) {
         .collect();
     volume_mounts(c, &devices, ctx.vols, &p.child("volumeMounts"), e);
     volume_devices(c, ctx.vols, &p.child("volumeDevices"), e);
-    match s(c, "imagePullPolicy") {
-        "Always" | "IfNotPresent" | "Never" => {}
-        "" => e.required(&p.child("imagePullPolicy"), ""),
-        other => e.not_supported(
-            &p.child("imagePullPolicy"),
-            other,
-            &["Always", "IfNotPresent", "Never"],
-        ),
-    }
+    enum_field(
+        c,
+        "imagePullPolicy",
+        p,
+        &["Always", "IfNotPresent", "Never"],
+        e,
+    );
     resource_requirements(at(c, "resources"), ctx.claims, &p.child("resources"), e);
     security_context(at(c, "securityContext"), &p.child("securityContext"), e);
 }
@@ -225,11 +221,7 @@ fn container_ports(ports: &[Value], p: &P, e: &mut Errs) {
 
 /// `protocol`: required, and one of SCTP, TCP, UDP.
 pub(super) fn protocol(port: &Value, p: &P, e: &mut Errs) {
-    match s(port, "protocol") {
-        "" => e.required(&p.child("protocol"), ""),
-        "TCP" | "UDP" | "SCTP" => {}
-        other => e.not_supported(&p.child("protocol"), other, &["SCTP", "TCP", "UDP"]),
-    }
+    enum_field(port, "protocol", p, &["SCTP", "TCP", "UDP"], e);
 }
 
 fn host_port_conflicts(list: &[Value], p: &P, e: &mut Errs) {

@@ -10,7 +10,8 @@ use super::meta::{self, label_name, object_meta};
 use super::pod;
 use super::quantity::{self, Quantity};
 use super::resources::{
-    container_resource_name, is_native_resource, quantity_value, resource_name,
+    container_resource_name, is_native_resource, is_standard_quota_resource, quantity_value,
+    resource_name,
 };
 use super::{
     arr, at, config_map_key_errors, go, map, parse_cidr_sloppy, qualified_name_errors, s, same,
@@ -275,35 +276,13 @@ fn json_key(data: Option<&serde_json::Map<String, Value>>, key: &str, dp: &P, e:
     }
 }
 
-const QUOTA_RESOURCES: &[&str] = &[
-    "cpu",
-    "memory",
-    "ephemeral-storage",
-    "requests.cpu",
-    "requests.memory",
-    "requests.storage",
-    "requests.ephemeral-storage",
-    "limits.cpu",
-    "limits.memory",
-    "limits.ephemeral-storage",
-    "pods",
-    "resourcequotas",
-    "services",
-    "replicationcontrollers",
-    "secrets",
-    "persistentvolumeclaims",
-    "configmaps",
-    "services.nodeports",
-    "services.loadbalancers",
-];
-
 fn quota_list(list: Option<&serde_json::Map<String, Value>>, p: &P, e: &mut Errs) {
     let Some(list) = list else { return };
     for (k, v) in list {
         let kp = p.key(k);
         if resource_name(k, &kp, e)
             && !k.contains('/')
-            && !QUOTA_RESOURCES.contains(&k.as_str())
+            && !is_standard_quota_resource(k)
             && !k.starts_with("hugepages-")
             && !k.starts_with("requests.hugepages-")
         {

@@ -287,36 +287,50 @@ pub(super) fn label_selector(sel: Option<&Value>, p: &P, e: &mut Errs) {
     };
     labels(sel.get("matchLabels"), &p.child("matchLabels"), e);
     for (i, r) in arr(sel, "matchExpressions").iter().enumerate() {
-        let rp = p.child("matchExpressions").index(i);
-        let values = arr(r, "values");
-        match s(r, "operator") {
-            "In" | "NotIn" => {
-                if values.is_empty() {
-                    e.required(
-                        &rp.child("values"),
-                        "must be specified when `operator` is 'In' or 'NotIn'",
-                    );
-                }
+        selector_requirement(r, &p.child("matchExpressions").index(i), false, e);
+    }
+}
+
+/// One `matchExpressions` entry: its operator and values, a label key and label values, as
+/// `ValidateLabelSelectorRequirement` checks it. Node selectors (`gt_lt`) also allow `Gt` and
+/// `Lt` with a single value (`ValidateNodeSelectorRequirement`).
+pub(super) fn selector_requirement(r: &Value, rp: &P, gt_lt: bool, e: &mut Errs) {
+    let values = arr(r, "values");
+    match s(r, "operator") {
+        "In" | "NotIn" => {
+            if values.is_empty() {
+                e.required(
+                    &rp.child("values"),
+                    "must be specified when `operator` is 'In' or 'NotIn'",
+                );
             }
-            "Exists" | "DoesNotExist" => {
-                if !values.is_empty() {
-                    e.forbidden(
-                        &rp.child("values"),
-                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                    );
-                }
+        }
+        "Exists" | "DoesNotExist" => {
+            if !values.is_empty() {
+                e.forbidden(
+                    &rp.child("values"),
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                );
             }
-            other => e.invalid(
-                &rp.child("operator"),
-                other,
-                "not a valid selector operator",
-            ),
         }
-        label_name(s(r, "key"), &rp.child("key"), e);
-        for (j, v) in values.iter().enumerate() {
-            let v = v.as_str().unwrap_or("");
-            e.invalid_each(&rp.child("values").index(j), v, label_value_errors(v));
+        "Gt" | "Lt" if gt_lt => {
+            if values.len() != 1 {
+                e.required(
+                    &rp.child("values"),
+                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
+                );
+            }
         }
+        other => e.invalid(
+            &rp.child("operator"),
+            other,
+            "not a valid selector operator",
+        ),
+    }
+    label_name(s(r, "key"), &rp.child("key"), e);
+    for (j, v) in values.iter().enumerate() {
+        let v = v.as_str().unwrap_or("");
+        e.invalid_each(&rp.child("values").index(j), v, label_value_errors(v));
     }
 }
 
@@ -364,9 +378,16 @@ impl Selector {
         Ok(Selector::Reqs(reqs))
     }
 
-    /// Whether the selector selects everything (upstream's `Empty()`).
-    pub(super) fn is_empty(&self) -> bool {
-        matches!(self, Selector::Reqs(r) if r.is_empty())
+    /// The check that the template at `tp` carries labels this selector selects.
+    pub(super) fn check_template(&self, t: &Value, tp: &P, e: &mut Errs) {
+        let labels = at(t, "metadata").get("labels");
+        if !self.matches(labels) {
+            e.invalid(
+                &tp.child("metadata").child("labels"),
+                go(super::go_string_map(labels)),
+                "`selector` does not match template `labels`",
+            );
+        }
     }
 
     /// Whether the labels (a JSON map, or absent) are selected.

@@ -23,6 +23,7 @@ mod volume;
 
 use serde_json::{Map, Value};
 
+pub(crate) use strict::parse_time;
 pub use strict::unknown_fields;
 
 /// One invalid field, as upstream's `field.Error`: the 422 Status carries one cause per error.
@@ -274,6 +275,16 @@ impl Errs {
                 self.invalid(p, n, "must be greater than or equal to 0");
             }
         }
+    }
+}
+
+/// A string field that must be one of `allowed` (empty is Required).
+pub(crate) fn enum_field(obj: &Value, field: &str, p: &P, allowed: &[&str], e: &mut Errs) {
+    let v = s(obj, field);
+    if v.is_empty() {
+        e.required(&p.child(field), "");
+    } else if !allowed.contains(&v) {
+        e.not_supported(&p.child(field), v, allowed);
     }
 }
 

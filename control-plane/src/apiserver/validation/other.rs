@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::meta::{self, labels, object_meta};
 use super::service::endpoint_ip;
 use super::{
-    arr, at, dns1123_label_errors, dns1123_subdomain_errors, go, go_quote, has, int,
+    arr, at, dns1123_label_errors, dns1123_subdomain_errors, enum_field, go, go_quote, has, int,
     label_value_errors, map, opt_s, parse_cidr_sloppy, parse_ip_sloppy, port_name_errors,
     port_num_errors, qualified_name_errors, s, same, Errs, NameRule, P,
 };
@@ -16,98 +16,64 @@ use super::{
 // ---------------------------------------------------------------------------------------------
 // Events.
 
-/// The fields an Event is checked on, under their internal (core) names.
-struct EventView<'a> {
-    namespace: &'a str,
-    involved_ns: &'a str,
-    event_time: bool,
-    reporting_controller: &'a str,
-    reporting_instance: &'a str,
-    action: &'a str,
-    reason: &'a str,
-    message: &'a str,
-}
-
-/// Upstream's `legacyValidateEvent`.
-fn legacy_event(ev: &EventView<'_>, controller_field: &str, e: &mut Errs) {
+/// Upstream's `legacyValidateEvent`, on either Event version: `regarding`, `controller` and
+/// `message` are that version's names for the involved object, the reporting controller and
+/// the message.
+fn legacy_event(obj: &Value, regarding: &str, controller: &str, message: &str, e: &mut Errs) {
+    let namespace = s(at(obj, "metadata"), "namespace");
+    let involved_ns = s(at(obj, regarding), "namespace");
+    let reporting_controller = s(obj, controller);
     let inv = P::root("involvedObject").child("namespace");
     let mismatch = "does not match event.namespace";
-    if !ev.event_time {
-        if ev.involved_ns.is_empty() {
-            if !ev.namespace.is_empty() && ev.namespace != "default" {
-                e.invalid(&inv, ev.involved_ns, mismatch);
+    if !has(obj, "eventTime") {
+        if involved_ns.is_empty() {
+            if !namespace.is_empty() && namespace != "default" {
+                e.invalid(&inv, involved_ns, mismatch);
             }
-        } else if ev.namespace != ev.involved_ns {
-            e.invalid(&inv, ev.involved_ns, mismatch);
+        } else if namespace != involved_ns {
+            e.invalid(&inv, involved_ns, mismatch);
         }
     } else {
-        if ev.involved_ns.is_empty() && ev.namespace != "default" && ev.namespace != "kube-system" {
-            e.invalid(&inv, ev.involved_ns, mismatch);
+        if involved_ns.is_empty() && namespace != "default" && namespace != "kube-system" {
+            e.invalid(&inv, involved_ns, mismatch);
         }
-        let cp = P::root(controller_field);
-        if ev.reporting_controller.is_empty() {
+        let cp = P::root(controller);
+        if reporting_controller.is_empty() {
             e.required(&cp, "");
         }
         e.invalid_each(
             &cp,
-            ev.reporting_controller,
-            qualified_name_errors(ev.reporting_controller),
+            reporting_controller,
+            qualified_name_errors(reporting_controller),
         );
-        for (field, value, limit) in [
-            ("reportingInstance", ev.reporting_instance, 128),
-            ("action", ev.action, 128),
-            ("reason", ev.reason, 128),
-        ] {
+        for field in ["reportingInstance", "action", "reason"] {
+            let value = s(obj, field);
             if value.is_empty() {
                 e.required(&P::root(field), "");
             }
-            if value.len() > limit {
-                e.invalid(
-                    &P::root(field),
-                    "",
-                    &format!("can have at most {limit} characters"),
-                );
+            if value.len() > 128 {
+                e.invalid(&P::root(field), "", "can have at most 128 characters");
             }
         }
-        if ev.message.len() > 1024 {
+        if s(obj, message).len() > 1024 {
             e.invalid(&P::root("message"), "", "can have at most 1024 characters");
         }
     }
     e.invalid_each(
         &P::root("namespace"),
-        ev.namespace,
-        dns1123_subdomain_errors(ev.namespace),
+        namespace,
+        dns1123_subdomain_errors(namespace),
     );
 }
 
 /// core/v1 Event: only the legacy checks, as upstream does for this version.
 pub(super) fn validate_core_event(obj: &Value, _old: Option<&Value>, e: &mut Errs) {
-    let view = EventView {
-        namespace: s(at(obj, "metadata"), "namespace"),
-        involved_ns: s(at(obj, "involvedObject"), "namespace"),
-        event_time: has(obj, "eventTime"),
-        reporting_controller: s(obj, "reportingComponent"),
-        reporting_instance: s(obj, "reportingInstance"),
-        action: s(obj, "action"),
-        reason: s(obj, "reason"),
-        message: s(obj, "message"),
-    };
-    legacy_event(&view, "reportingComponent", e);
+    legacy_event(obj, "involvedObject", "reportingComponent", "message", e);
 }
 
 /// events.k8s.io/v1 Event: legacy checks, metadata, and the stricter new-style rules.
 pub(super) fn validate_events_event(obj: &Value, old: Option<&Value>, e: &mut Errs) {
-    let view = EventView {
-        namespace: s(at(obj, "metadata"), "namespace"),
-        involved_ns: s(at(obj, "regarding"), "namespace"),
-        event_time: has(obj, "eventTime"),
-        reporting_controller: s(obj, "reportingController"),
-        reporting_instance: s(obj, "reportingInstance"),
-        action: s(obj, "action"),
-        reason: s(obj, "reason"),
-        message: s(obj, "note"),
-    };
-    legacy_event(&view, "reportingController", e);
+    legacy_event(obj, "regarding", "reportingController", "note", e);
     object_meta(obj, old, true, NameRule::Subdomain, e);
     let series_changed = old.is_none_or(|o| !same(at(o, "series"), at(obj, "series")));
     if series_changed && at(obj, "series").is_object() {
@@ -210,11 +176,13 @@ pub(super) fn validate_endpoint_slice(obj: &Value, old: Option<&Value>, e: &mut 
     object_meta(obj, old, true, NameRule::Subdomain, e);
     let at_p = P::root("addressType");
     let addr_type = s(obj, "addressType");
-    match addr_type {
-        "" => e.required(&at_p, ""),
-        "IPv4" | "IPv6" | "FQDN" => {}
-        other => e.not_supported(&at_p, other, &["FQDN", "IPv4", "IPv6"]),
-    }
+    enum_field(
+        obj,
+        "addressType",
+        &P::root(""),
+        &["FQDN", "IPv4", "IPv6"],
+        e,
+    );
     let ep = P::root("endpoints");
     let endpoints = arr(obj, "endpoints");
     if endpoints.len() > 1000 {
@@ -703,14 +671,12 @@ pub(super) fn validate_priority_class(obj: &Value, old: Option<&Value>, e: &mut 
         );
     }
     if has(obj, "preemptionPolicy") {
-        match s(obj, "preemptionPolicy") {
-            "PreemptLowerPriority" | "Never" => {}
-            "" => e.required(&P::root("preemptionPolicy"), ""),
-            other => e.not_supported(
-                &P::root("preemptionPolicy"),
-                other,
-                &["PreemptLowerPriority", "Never"],
-            ),
-        }
+        enum_field(
+            obj,
+            "preemptionPolicy",
+            &P::root(""),
+            &["PreemptLowerPriority", "Never"],
+            e,
+        );
     }
 }

@@ -10,8 +10,8 @@ use super::meta::{self, label_name, labels, object_meta};
 use super::resources;
 use super::volume;
 use super::{
-    arr, at, boolean, dns1123_label_errors, dns1123_subdomain_errors, has, int, label_value_errors,
-    opt_s, qualified_name_errors, range_error, s, same, Errs, NameRule, P,
+    arr, at, boolean, dns1123_label_errors, dns1123_subdomain_errors, enum_field, has, int,
+    label_value_errors, opt_s, qualified_name_errors, range_error, s, same, Errs, NameRule, P,
 };
 
 /// Pod: metadata, spec, and on update the narrow set of mutable spec fields.
@@ -376,16 +376,13 @@ fn pod_spec(spec: &Value, p: &P, is_pod: bool, e: &mut Errs) {
         }
     }
     if has(spec, "preemptionPolicy") {
-        let v = s(spec, "preemptionPolicy");
-        if v.is_empty() {
-            e.required(&p.child("preemptionPolicy"), "");
-        } else if !matches!(v, "PreemptLowerPriority" | "Never") {
-            e.not_supported(
-                &p.child("preemptionPolicy"),
-                v,
-                &["PreemptLowerPriority", "Never"],
-            );
-        }
+        enum_field(
+            spec,
+            "preemptionPolicy",
+            p,
+            &["PreemptLowerPriority", "Never"],
+            e,
+        );
     }
     if let Some(overhead) = spec.get("overhead").filter(|v| v.is_object()) {
         let mut req = serde_json::Map::new();
@@ -399,16 +396,6 @@ fn pod_spec(spec: &Value, p: &P, is_pod: bool, e: &mut Errs) {
         } else if !matches!(name, "linux" | "windows") {
             e.not_supported(&p.child("os"), name, &["linux", "windows"]);
         }
-    }
-}
-
-/// A string field that must be one of `allowed` (empty is Required).
-fn enum_field(obj: &Value, field: &str, p: &P, allowed: &[&str], e: &mut Errs) {
-    let v = s(obj, field);
-    if v.is_empty() {
-        e.required(&p.child(field), "");
-    } else if !allowed.contains(&v) {
-        e.not_supported(&p.child(field), v, allowed);
     }
 }
 
@@ -510,10 +497,7 @@ pub(super) fn affinity(a: &Value, p: &P, e: &mut Errs) {
         let pp = np
             .child("preferredDuringSchedulingIgnoredDuringExecution")
             .index(i);
-        let w = int(pref, "weight").unwrap_or(0);
-        if !(1..=100).contains(&w) {
-            e.invalid(&pp.child("weight"), w, &range_error(1, 100));
-        }
+        weight(pref, &pp, e);
         node_selector_term(at(pref, "preference"), &pp.child("preference"), e);
     }
     for kind in ["podAffinity", "podAntiAffinity"] {
@@ -537,12 +521,17 @@ pub(super) fn affinity(a: &Value, p: &P, e: &mut Errs) {
             let wp = kp
                 .child("preferredDuringSchedulingIgnoredDuringExecution")
                 .index(i);
-            let weight = int(w, "weight").unwrap_or(0);
-            if !(1..=100).contains(&weight) {
-                e.invalid(&wp.child("weight"), weight, &range_error(1, 100));
-            }
+            weight(w, &wp, e);
             pod_affinity_term(at(w, "podAffinityTerm"), &wp.child("podAffinityTerm"), e);
         }
+    }
+}
+
+/// A preferred scheduling term's `weight`: 1 to 100.
+fn weight(term: &Value, p: &P, e: &mut Errs) {
+    let w = int(term, "weight").unwrap_or(0);
+    if !(1..=100).contains(&w) {
+        e.invalid(&p.child("weight"), w, &range_error(1, 100));
     }
 }
 
@@ -567,44 +556,7 @@ fn pod_affinity_term(t: &Value, p: &P, e: &mut Errs) {
 
 fn node_selector_term(t: &Value, p: &P, e: &mut Errs) {
     for (j, r) in arr(t, "matchExpressions").iter().enumerate() {
-        let rp = p.child("matchExpressions").index(j);
-        let values = arr(r, "values");
-        match s(r, "operator") {
-            "In" | "NotIn" => {
-                if values.is_empty() {
-                    e.required(
-                        &rp.child("values"),
-                        "must be specified when `operator` is 'In' or 'NotIn'",
-                    );
-                }
-            }
-            "Exists" | "DoesNotExist" => {
-                if !values.is_empty() {
-                    e.forbidden(
-                        &rp.child("values"),
-                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                    );
-                }
-            }
-            "Gt" | "Lt" => {
-                if values.len() != 1 {
-                    e.required(
-                        &rp.child("values"),
-                        "must be specified single value when `operator` is 'Lt' or 'Gt'",
-                    );
-                }
-            }
-            other => e.invalid(
-                &rp.child("operator"),
-                other,
-                "not a valid selector operator",
-            ),
-        }
-        label_name(s(r, "key"), &rp.child("key"), e);
-        for (k, v) in values.iter().enumerate() {
-            let v = v.as_str().unwrap_or("");
-            e.invalid_each(&rp.child("values").index(k), v, label_value_errors(v));
-        }
+        meta::selector_requirement(r, &p.child("matchExpressions").index(j), true, e);
     }
     for (j, r) in arr(t, "matchFields").iter().enumerate() {
         let rp = p.child("matchFields").index(j);

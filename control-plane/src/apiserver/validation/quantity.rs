@@ -7,8 +7,9 @@ use std::cmp::Ordering;
 pub(crate) const FORMAT_ERROR: &str =
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 
+/// How a quantity's suffix reads: decimal SI ("k", "m"), binary SI ("Ki") or an exponent ("e3").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     DecimalSi,
     BinarySi,
     DecimalExponent,
@@ -38,7 +39,11 @@ impl Quantity {
             return Err(FORMAT_ERROR);
         }
         let (neg, num, denom, suffix) = split(input)?;
-        let (base, exp, format) = interpret(suffix).ok_or("unable to parse quantity's suffix")?;
+        let (base, exp, format) = interpret(suffix)
+            .filter(|&(_, exp, format)| {
+                format != Format::DecimalExponent || (-1000..=1000).contains(&exp)
+            })
+            .ok_or("unable to parse quantity's suffix")?;
         let digits = format!("{num}{denom}");
         let digits = digits.trim_start_matches('0');
         let approx = || -> f64 {
@@ -317,8 +322,9 @@ impl Quantity {
     }
 }
 
-/// Upstream's `parseQuantityString`: sign, numerator, denominator and suffix.
-fn split(s: &str) -> Result<(bool, &str, &str, &str), &'static str> {
+/// Upstream's `parseQuantityString`: whether negative, numerator (leading zeros gone),
+/// denominator and suffix.
+pub(crate) fn split(s: &str) -> Result<(bool, &str, &str, &str), &'static str> {
     let b = s.as_bytes();
     let end = b.len();
     let mut pos = 0;
@@ -365,7 +371,7 @@ fn split(s: &str) -> Result<(bool, &str, &str, &str), &'static str> {
 }
 
 /// Upstream's suffix table: (base, exponent, format).
-fn interpret(suffix: &str) -> Option<(i32, i32, Format)> {
+pub(crate) fn interpret(suffix: &str) -> Option<(i32, i32, Format)> {
     let dec = |e| Some((10, e, Format::DecimalSi));
     let bin = |e| Some((2, e, Format::BinarySi));
     match suffix {
@@ -389,10 +395,7 @@ fn interpret(suffix: &str) -> Option<(i32, i32, Format)> {
             let rest = suffix
                 .strip_prefix('e')
                 .or_else(|| suffix.strip_prefix('E'))?;
-            let e: i32 = rest.parse().ok()?;
-            (-1000..=1000)
-                .contains(&e)
-                .then_some((10, e, Format::DecimalExponent))
+            Some((10, rest.parse().ok()?, Format::DecimalExponent))
         }
     }
 }

@@ -128,7 +128,8 @@ pub(super) fn quantity_value(name: &str, v: &Value, p: &P, e: &mut Errs) -> Opti
     Some(q)
 }
 
-const STANDARD_RESOURCES: &[&str] = &[
+/// Upstream's `standardResources` that are not object counts.
+const STANDARD_MEASURED_RESOURCES: &[&str] = &[
     "cpu",
     "memory",
     "ephemeral-storage",
@@ -138,19 +139,11 @@ const STANDARD_RESOURCES: &[&str] = &[
     "limits.cpu",
     "limits.memory",
     "limits.ephemeral-storage",
-    "pods",
-    "resourcequotas",
-    "services",
-    "replicationcontrollers",
-    "secrets",
-    "configmaps",
-    "persistentvolumeclaims",
     "storage",
     "requests.storage",
-    "services.nodeports",
-    "services.loadbalancers",
 ];
 
+/// Upstream's `integerResources`: object counts, the rest of `standardResources`.
 const INTEGER_RESOURCES: &[&str] = &[
     "pods",
     "resourcequotas",
@@ -162,6 +155,17 @@ const INTEGER_RESOURCES: &[&str] = &[
     "services.nodeports",
     "services.loadbalancers",
 ];
+
+/// Whether `name` is in upstream's `standardResources`.
+fn is_standard_resource(name: &str) -> bool {
+    STANDARD_MEASURED_RESOURCES.contains(&name) || INTEGER_RESOURCES.contains(&name)
+}
+
+/// Whether `name` is in upstream's `standardQuotaResources`: the standard resources but
+/// `storage`.
+pub(super) fn is_standard_quota_resource(name: &str) -> bool {
+    name != "storage" && is_standard_resource(name)
+}
 
 /// Unprefixed names and `kubernetes.io/` names are the cluster's own resources.
 pub(super) fn is_native_resource(name: &str) -> bool {
@@ -187,7 +191,7 @@ pub(super) fn resource_name(name: &str, p: &P, e: &mut Errs) -> bool {
         return false;
     }
     let quota_huge = name.starts_with("hugepages-") || name.starts_with("requests.hugepages-");
-    if !name.contains('/') && !STANDARD_RESOURCES.contains(&name) && !quota_huge {
+    if !name.contains('/') && !is_standard_resource(name) && !quota_huge {
         e.invalid(
             p,
             name,

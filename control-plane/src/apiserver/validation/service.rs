@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::container::{port_num_or_name, protocol};
 use super::meta::{labels, object_meta};
 use super::{
-    arr, at, dns1123_label_errors, dns1123_subdomain_errors, go, has, int, ip_errors, opt_s,
-    parse_ip_sloppy, port_num_errors, qualified_name_errors, s, same, Errs, NameRule, P,
+    arr, at, dns1123_label_errors, dns1123_subdomain_errors, enum_field, go, has, int, ip_errors,
+    opt_s, parse_ip_sloppy, port_num_errors, qualified_name_errors, s, same, Errs, NameRule, P,
 };
 
 fn is_headless(spec: &Value) -> bool {
@@ -115,15 +115,13 @@ pub(super) fn validate_service(obj: &Value, old: Option<&Value>, e: &mut Errs) {
             endpoint_ip(ip, &ipp, e);
         }
     }
-    match ty {
-        "" => e.required(&sp.child("type"), ""),
-        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName" => {}
-        other => e.not_supported(
-            &sp.child("type"),
-            other,
-            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-        ),
-    }
+    enum_field(
+        spec,
+        "type",
+        &sp,
+        &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        e,
+    );
     if ty == "ClusterIP" {
         for (i, port) in ports.iter().enumerate() {
             if int(port, "nodePort").unwrap_or(0) != 0 {

@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::meta::{self, object_meta};
 use super::pod::spec_diff;
 use super::quantity::{self, Quantity};
-use super::volume::{csi_driver_name, host_path};
+use super::volume::{csi_driver_name, host_path, nfs};
 use super::{arr, at, dns1123_subdomain_errors, has, map, opt_s, s, same, Errs, NameRule, P};
 
 const ACCESS_MODES: &[&str] = &[
@@ -138,18 +138,7 @@ pub(super) fn validate_pv(obj: &Value, old: Option<&Value>, e: &mut Errs) {
         n += 1;
         match *src {
             "hostPath" => host_path(x, &sp, e),
-            "nfs" => {
-                if s(x, "server").is_empty() {
-                    e.required(&sp.child("server"), "");
-                }
-                let path = s(x, "path");
-                if path.is_empty() {
-                    e.required(&sp.child("path"), "");
-                }
-                if !path.starts_with('/') {
-                    e.invalid(&sp.child("path"), path, "must be an absolute path");
-                }
-            }
+            "nfs" => nfs(x, &sp, e),
             "local" => {
                 if s(x, "path").is_empty() {
                     e.required(&sp.child("path"), "");
@@ -184,19 +173,7 @@ pub(super) fn validate_pv(obj: &Value, old: Option<&Value>, e: &mut Errs) {
             "may not be 'recycle' for a hostPath mount of '/'",
         );
     }
-    let class = s(spec, "storageClassName");
-    if !class.is_empty() {
-        e.invalid_each(
-            &p.child("storageClassName"),
-            class,
-            dns1123_subdomain_errors(class),
-        );
-    }
-    if let Some(mode) = opt_s(spec, "volumeMode") {
-        if mode != "Block" && mode != "Filesystem" {
-            e.not_supported(&p.child("volumeMode"), mode, &["Block", "Filesystem"]);
-        }
-    }
+    class_and_volume_mode(spec, &p, e);
     if let Some(old) = old {
         let ospec = at(old, "spec");
         let changed: Vec<&str> = PV_SOURCES
@@ -244,6 +221,23 @@ pub(super) fn validate_pv(obj: &Value, old: Option<&Value>, e: &mut Errs) {
     }
 }
 
+/// `storageClassName` (a DNS subdomain when set) and `volumeMode`, alike on volumes and claims.
+fn class_and_volume_mode(spec: &Value, p: &P, e: &mut Errs) {
+    let class = s(spec, "storageClassName");
+    if !class.is_empty() {
+        e.invalid_each(
+            &p.child("storageClassName"),
+            class,
+            dns1123_subdomain_errors(class),
+        );
+    }
+    if let Some(mode) = opt_s(spec, "volumeMode") {
+        if mode != "Block" && mode != "Filesystem" {
+            e.not_supported(&p.child("volumeMode"), mode, &["Block", "Filesystem"]);
+        }
+    }
+}
+
 /// Upstream's `ValidatePersistentVolumeClaimSpec` (also used by ephemeral volumes and
 /// StatefulSet claim templates).
 pub(super) fn pvc_spec(spec: &Value, p: &P, e: &mut Errs) {
@@ -266,18 +260,7 @@ pub(super) fn pvc_spec(spec: &Value, p: &P, e: &mut Errs) {
             _ => e.invalid(&sp, v.clone(), quantity::FORMAT_ERROR),
         },
     }
-    if let Some(class) = opt_s(spec, "storageClassName").filter(|c| !c.is_empty()) {
-        e.invalid_each(
-            &p.child("storageClassName"),
-            class,
-            dns1123_subdomain_errors(class),
-        );
-    }
-    if let Some(mode) = opt_s(spec, "volumeMode") {
-        if mode != "Block" && mode != "Filesystem" {
-            e.not_supported(&p.child("volumeMode"), mode, &["Block", "Filesystem"]);
-        }
-    }
+    class_and_volume_mode(spec, p, e);
     for field in ["dataSource", "dataSourceRef"] {
         let ds = at(spec, field);
         if !ds.is_object() {
