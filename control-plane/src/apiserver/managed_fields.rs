@@ -51,6 +51,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde_json::{Map, Value};
 
 use super::strategic_merge::{self, ListMerge};
+use super::validation::go_quote;
 
 /// Deepest nesting of objects, lists and field sets that is processed;
 /// deeper input is refused instead of risking the stack.
@@ -786,15 +787,9 @@ impl Ord for Pe {
     fn cmp(&self, other: &Self) -> Ordering {
         match (self, other) {
             (Pe::Field(a), Pe::Field(b)) => a.cmp(b),
-            (Pe::Key(a), Pe::Key(b)) => {
-                for ((an, av), (bn, bv)) in a.iter().zip(b) {
-                    let order = an.cmp(bn).then_with(|| cmp_json(av, bv));
-                    if order != Ordering::Equal {
-                        return order;
-                    }
-                }
-                a.len().cmp(&b.len())
-            }
+            (Pe::Key(a), Pe::Key(b)) => cmp_seq(a.iter(), b.iter(), |(an, av), (bn, bv)| {
+                an.cmp(bn).then_with(|| cmp_json(av, bv))
+            }),
             (Pe::Value(a), Pe::Value(b)) => cmp_json(a, b),
             (Pe::Index(a), Pe::Index(b)) => a.cmp(b),
             _ => self.rank().cmp(&other.rank()),
@@ -899,35 +894,28 @@ impl Set {
     /// parent minus its child keeps the parent and a child minus its parent
     /// stays.
     fn difference(&self, other: &Set) -> Set {
-        let mut out = Set {
-            members: self.members.difference(&other.members).cloned().collect(),
-            children: BTreeMap::new(),
-        };
-        for (pe, child) in &self.children {
-            let rest = match other.children.get(pe) {
-                Some(theirs) => child.difference(theirs),
-                None => child.clone(),
-            };
-            if !rest.is_empty() {
-                out.children.insert(pe.clone(), rest);
-            }
-        }
-        out
+        self.subtract(other, Set::difference)
     }
 
     /// Upstream's `RecursiveDifference`: also drops everything below the
     /// paths of `other`.
     fn recursive_difference(&self, other: &Set) -> Set {
+        let mut out = self.subtract(other, Set::recursive_difference);
+        out.children.retain(|pe, _| !other.members.contains(pe));
+        out
+    }
+
+    /// The members of `self` not in `other`, and its children with the
+    /// matching children of `other` taken away by `below`; children left
+    /// empty are dropped.
+    fn subtract(&self, other: &Set, below: fn(&Set, &Set) -> Set) -> Set {
         let mut out = Set {
             members: self.members.difference(&other.members).cloned().collect(),
             children: BTreeMap::new(),
         };
         for (pe, child) in &self.children {
-            if other.members.contains(pe) {
-                continue;
-            }
             let rest = match other.children.get(pe) {
-                Some(theirs) => child.recursive_difference(theirs),
+                Some(theirs) => below(child, theirs),
                 None => child.clone(),
             };
             if !rest.is_empty() {
@@ -2209,52 +2197,29 @@ fn cmp_json(a: &Value, b: &Value) -> Ordering {
         }
         (Value::String(x), Value::String(y)) => x.cmp(y),
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        (Value::Array(x), Value::Array(y)) => {
-            for (v, w) in x.iter().zip(y) {
-                let order = cmp_json(v, w);
-                if order != Ordering::Equal {
-                    return order;
-                }
-            }
-            x.len().cmp(&y.len())
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            for ((k, v), (l, w)) in x.iter().zip(y) {
-                let order = k.cmp(l).then_with(|| cmp_json(v, w));
-                if order != Ordering::Equal {
-                    return order;
-                }
-            }
-            x.len().cmp(&y.len())
-        }
+        (Value::Array(x), Value::Array(y)) => cmp_seq(x.iter(), y.iter(), cmp_json),
+        (Value::Object(x), Value::Object(y)) => cmp_seq(x.iter(), y.iter(), |(k, v), (l, w)| {
+            k.cmp(l).then_with(|| cmp_json(v, w))
+        }),
         _ => rank(a).cmp(&rank(b)),
     }
 }
 
-/// Go's `%q` of a string.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+/// Lexicographic order of two sequences by `cmp`, the shorter first when
+/// one is a prefix of the other.
+fn cmp_seq<I: ExactSizeIterator>(
+    a: I,
+    b: I,
+    cmp: impl Fn(I::Item, I::Item) -> Ordering,
+) -> Ordering {
+    let by_len = a.len().cmp(&b.len());
+    for (x, y) in a.zip(b) {
+        let order = cmp(x, y);
+        if order != Ordering::Equal {
+            return order;
         }
     }
-    out.push('"');
-    out
+    by_len
 }
 
 /// Upstream's `value.ToString`, used in paths: strings quoted, numbers and
@@ -2929,21 +2894,16 @@ mod tests {
 
     #[test]
     fn track_update_honours_the_requests_managed_fields() {
+        let update = |old: &Value, new: &mut Value| {
+            track_update("apps", "Deployment", "apps/v1", Some(old), new, "x", T1)
+        };
         let created = created_by("creator", deployment(2, "nginx:1.25"), T0);
         // An existing object without managedFields stays untracked.
         let mut untracked = without_managed_fields(&created);
         untracked["metadata"]["uid"] = json!("u-1");
         let mut new = untracked.clone();
         new["spec"]["replicas"] = json!(3);
-        track_update(
-            "apps",
-            "Deployment",
-            "apps/v1",
-            Some(&untracked),
-            &mut new,
-            "x",
-            T1,
-        );
+        update(&untracked, &mut new);
         assert!(new["metadata"].get("managedFields").is_none());
 
         // `[]` clears them.
@@ -2951,15 +2911,7 @@ mod tests {
         tracked["metadata"]["uid"] = json!("u-1");
         let mut new = tracked.clone();
         new["metadata"]["managedFields"] = json!([]);
-        track_update(
-            "apps",
-            "Deployment",
-            "apps/v1",
-            Some(&tracked),
-            &mut new,
-            "x",
-            T1,
-        );
+        update(&tracked, &mut new);
         assert!(new["metadata"].get("managedFields").is_none());
 
         // Entries a client sends replace the stored ones.
@@ -2968,15 +2920,7 @@ mod tests {
             "manager": "restored", "operation": "Apply", "apiVersion": "apps/v1",
             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}
         }]);
-        track_update(
-            "apps",
-            "Deployment",
-            "apps/v1",
-            Some(&tracked),
-            &mut new,
-            "x",
-            T1,
-        );
+        update(&tracked, &mut new);
         assert_eq!(
             managers(&new),
             [("restored".to_owned(), "Apply".to_owned())]
@@ -2986,15 +2930,7 @@ mod tests {
         let mut new = tracked.clone();
         new["metadata"]["managedFields"] = json!([{"manager": "bad", "operation": "Delete"}]);
         new["spec"]["paused"] = json!(true);
-        track_update(
-            "apps",
-            "Deployment",
-            "apps/v1",
-            Some(&tracked),
-            &mut new,
-            "x",
-            T1,
-        );
+        update(&tracked, &mut new);
         assert_eq!(
             managers(&new),
             [

@@ -32,7 +32,7 @@ mod watch;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request};
 use axum::http::{HeaderMap, Method};
 use axum::middleware::{self, Next};
@@ -161,6 +161,33 @@ async fn self_subject_access_review(
 
 /// Largest request body accepted, as upstream's 3 MiB limit.
 const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// How much of an oversized body is read (and dropped) so the client, still sending, gets its
+/// 413 instead of a reset connection; beyond this the connection is cut.
+const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// The request body, up to [`MAX_BODY_BYTES`]; a larger one is 413 after being drained.
+async fn read_body(body: Body) -> Result<Bytes, Status> {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Status::bad_request(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY_BYTES {
+                kept.extend_from_slice(&data);
+            } else if seen > MAX_DRAIN_BYTES {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(Status::too_large());
+    }
+    Ok(Bytes::from(kept))
+}
 
 async fn group_version(group: String, version: String) -> Response {
     match discovery::resource_list(&group, &version) {
@@ -175,7 +202,7 @@ async fn core_rest(
     Path(rest): Path<String>,
     Query(q): Query<rest::Query>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     serve_rest(store, method, "", "v1", &rest, q, headers, body).await
 }
@@ -186,7 +213,7 @@ async fn group_rest(
     Path((group, version, rest)): Path<(String, String, String)>,
     Query(q): Query<rest::Query>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     serve_rest(store, method, &group, &version, &rest, q, headers, body).await
 }
@@ -200,10 +227,14 @@ async fn serve_rest(
     path: &str,
     q: rest::Query,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let target = match rest::parse_target(group, version, path) {
         Ok(t) => t,
+        Err(s) => return s.into_response(),
+    };
+    let body = match read_body(body).await {
+        Ok(b) => b,
         Err(s) => return s.into_response(),
     };
     match rest::handle(store, method, target, q, headers, body).await {
