@@ -307,7 +307,30 @@ fn kubectl_manages_a_deployment() {
         ]),
         "7"
     );
+    // An event about the deployment shows up in describe, matched by involvedObject.uid.
+    let uid = init.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let event = format!(
+        r#"{{"apiVersion":"v1","kind":"Event","metadata":{{"name":"web.1"}},
+        "involvedObject":{{"apiVersion":"apps/v1","kind":"Deployment","name":"web","namespace":"default","uid":"{uid}"}},
+        "reason":"ScalingReplicaSet","message":"Scaled up replica set web-abc to 3","type":"Normal",
+        "source":{{"component":"deployment-controller"}},"count":1,
+        "firstTimestamp":"2026-01-01T00:00:00Z","lastTimestamp":"2026-01-01T00:00:00Z"}}"#
+    );
+    check_ok(
+        "event",
+        &init.kubectl_in(&["create", "-f", "-"], Some(event.as_bytes())),
+    );
     let described = init.ok(&["describe", "deployment", "web"]);
+    let events_row = described
+        .lines()
+        .find(|l| l.contains("ScalingReplicaSet"))
+        .map(words)
+        .unwrap_or_default();
+    assert_eq!(events_row.first(), Some(&"Normal"), "{described}");
+    assert!(
+        described.contains("deployment-controller  Scaled up replica set web-abc to 3"),
+        "{described}"
+    );
     for want in [
         "Name:                   web",
         "Selector:               app=web",
