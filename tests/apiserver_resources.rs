@@ -160,6 +160,15 @@ fn kubectl_manages_a_deployment() {
         Some("registry.local/busybox:1.36")
     );
 
+    let yaml = init.ok(&["get", "deployment", "web", "-o", "yaml"]);
+    for want in [
+        "apiVersion: apps/v1",
+        "kind: Deployment",
+        "  name: web",
+        "  replicas: 2",
+    ] {
+        assert!(yaml.lines().any(|l| l == want), "{want:?} missing:\n{yaml}");
+    }
     let table = init.ok(&["get", "deployments"]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(
