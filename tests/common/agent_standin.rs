@@ -58,8 +58,11 @@ impl Agent for Logs {
             if !req.follow {
                 return;
             }
+            // A container printing a line every 100 ms.
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            every.tick().await;
             for tick in 1.. {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                every.tick().await;
                 let chunk = LogChunk {
                     data: format!("tick {tick}\n").into_bytes(),
                 };

@@ -93,10 +93,7 @@ async fn finalize(store: &Store, name: &str, key: &[u8]) -> Result<(), Status> {
                 registry::remove(store, &key, &svc, &services::release(&svc)).await?;
             }
         }
-        let mut end = prefix.clone();
-        if let Some(last) = end.last_mut() {
-            *last += 1;
-        }
+        let end = registry::prefix_end(&prefix);
         store
             .propose(command::Op::DeleteRange(DeleteRangeRequest {
                 key: prefix,

@@ -2,7 +2,6 @@
 //! parts upstream's registry strategies own: uid, timestamps, generation, the status split
 //! between an object and its status subresource, and the Scale view.
 
-use base64::Engine as _;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
@@ -139,62 +138,17 @@ pub fn prepare_create(res: &ResourceType, obj: &mut Value) {
             }
             obj["status"] = json!({"phase": "Active"});
         }
+        // Defaulting gives a new pod its Pending status and QoS class.
         "Pod" => {
-            let qos = qos_class(&obj["spec"]);
-            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("status");
+            }
         }
         "Service" => obj["status"] = json!({"loadBalancer": {}}),
         "PersistentVolumeClaim" | "PersistentVolume" => obj["status"] = json!({"phase": "Pending"}),
         "Node" => {}
         _ if res.has_status() => obj["status"] = json!({}),
         _ => {}
-    }
-}
-
-/// The pod's QoS class from its containers' requests and limits, as upstream computes it.
-fn qos_class(spec: &Value) -> &'static str {
-    let containers = spec["containers"]
-        .as_array()
-        .into_iter()
-        .chain(spec["initContainers"].as_array())
-        .flatten();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in containers {
-        let r = &c["resources"];
-        for res in ["cpu", "memory"] {
-            let limit = &r["limits"][res];
-            let request = if r["requests"][res].is_null() {
-                limit
-            } else {
-                &r["requests"][res]
-            };
-            if !limit.is_null() || !request.is_null() {
-                any = true;
-            }
-            if limit.is_null() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
-    }
-}
-
-/// Write-only conveniences folded into the stored form, as upstream's strategies do: a
-/// Secret's `stringData` becomes base64 `data`.
-pub fn normalize(res: &ResourceType, obj: &mut Value) {
-    if res.kind == "Secret" {
-        if let Some(Value::Object(plain)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
-        {
-            for (k, v) in plain {
-                let text = v.as_str().unwrap_or_default().as_bytes().to_vec();
-                obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
-            }
-        }
     }
 }
 
@@ -406,35 +360,6 @@ mod tests {
                 .unwrap_err()
                 .code,
             422
-        );
-    }
-
-    #[test]
-    fn string_data_becomes_data() {
-        let secret = find("", "v1", "secrets").unwrap();
-        let mut obj = json!({"stringData": {"password": "hunter2"}, "data": {"a": "Yg=="}});
-        normalize(secret, &mut obj);
-        assert_eq!(
-            obj,
-            json!({"data": {"a": "Yg==", "password": "aHVudGVyMg=="}})
-        );
-    }
-
-    #[test]
-    fn qos() {
-        assert_eq!(
-            qos_class(&json!({"containers": [{"name": "a"}]})),
-            "BestEffort"
-        );
-        assert_eq!(
-            qos_class(
-                &json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})
-            ),
-            "Guaranteed"
-        );
-        assert_eq!(
-            qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})),
-            "Burstable"
         );
     }
 }

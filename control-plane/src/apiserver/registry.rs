@@ -44,7 +44,7 @@ pub fn key(res: &ResourceType, namespace: Option<&str>, name: &str) -> Vec<u8> {
 }
 
 /// The first key after every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -95,14 +95,7 @@ fn revision_of(obj: &Value) -> i64 {
 /// The object at `key` read linearizably, or None.
 pub async fn get(store: &Store, key: &[u8]) -> Result<Option<Value>, Status> {
     store.read_barrier().await.map_err(store_error)?;
-    let resp = store
-        .mvcc()
-        .range(&RangeRequest {
-            key: key.to_vec(),
-            ..Default::default()
-        })
-        .map_err(store_error)?;
-    resp.kvs.first().map(decode).transpose()
+    get_local(store, key)
 }
 
 /// The object at `key` as this member has it, without a ReadIndex round: for lookups (RBAC

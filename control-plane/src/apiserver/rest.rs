@@ -360,7 +360,6 @@ fn field_validation(res: &ResourceType, q: &Query, obj: &Value) -> Result<Vec<St
 
 /// Defaults then validates; nothing is stored when any field is wrong.
 fn admit(res: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), Status> {
-    objects::normalize(res, obj);
     super::defaults::apply(res.group, res.kind, obj);
     let errors = super::validation::validate(res.group, res.kind, obj, old);
     if errors.is_empty() {

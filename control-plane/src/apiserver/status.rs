@@ -25,24 +25,6 @@ impl Status {
         }
     }
 
-    pub fn not_found_object(resource: &str, name: &str) -> Status {
-        Status {
-            code: 404,
-            reason: "NotFound",
-            message: format!("{resource} \"{name}\" not found"),
-            details: None,
-        }
-    }
-
-    pub fn already_exists(resource: &str, name: &str) -> Status {
-        Status {
-            code: 409,
-            reason: "AlreadyExists",
-            message: format!("{resource} \"{name}\" already exists"),
-            details: None,
-        }
-    }
-
     pub fn bad_request(message: String) -> Status {
         Status {
             code: 400,
@@ -58,28 +40,6 @@ impl Status {
             reason: "UnsupportedMediaType",
             message: format!("the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {content_type})"),
             details: None,
-        }
-    }
-
-    /// 422 with one cause per bad field, each `(field, value, why)`.
-    pub fn invalid(kind: &str, name: &str, causes: &[(&str, &str, &str)]) -> Status {
-        let text: Vec<String> = causes
-            .iter()
-            .map(|(field, value, why)| format!("{field}: Invalid value: \"{value}\": {why}"))
-            .collect();
-        Status {
-            code: 422,
-            reason: "Invalid",
-            message: format!("{kind} \"{name}\" is invalid: {}", text.join(", ")),
-            details: Some(json!({
-                "name": name,
-                "kind": kind,
-                "causes": causes.iter().zip(&text).map(|((field, _, _), msg)| json!({
-                    "reason": "FieldValueInvalid",
-                    "message": msg.split_once(": ").map(|(_, m)| m).unwrap_or(msg),
-                    "field": field,
-                })).collect::<Vec<_>>(),
-            })),
         }
     }
 
