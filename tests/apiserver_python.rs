@@ -1,6 +1,7 @@
 //! The official Python `kubernetes` client, unmodified, against `skiff init`: the flow in
 //! tests/python/client_flow.py (CRUD across namespaces, both patch bodies, watch with a
-//! resourceVersion and timeout, relist after 410, pod logs from a stand-in node agent).
+//! resourceVersion and timeout, relist after 410, pod logs, exec and port-forward through a
+//! stand-in node agent).
 
 mod common;
 
@@ -49,6 +50,9 @@ fn python_client_drives_the_api() {
             "ok watch",
             "ok relist-after-410",
             "ok logs",
+            "ok exec",
+            "ok exec-tty",
+            "ok port-forward",
             "ok delete"
         ],
         "{}",

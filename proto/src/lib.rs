@@ -5,7 +5,7 @@
 //!   Kubernetes API server) can use skiff's store.
 //! * [`store`] (`skiff.store.v1`): commands replicated through the Raft log.
 //! * [`raft`] (`skiff.raft.v1`): the member-to-member transport.
-//! * [`agent`] (`skiff.agent.v1`): the node agent's streams (logs) that the API server calls.
+//! * [`agent`] (`skiff.agent.v1`): the node agent's streams (logs, exec, port-forward) that the API server calls.
 //!
 //! Modules are nested to mirror the protobuf package names, because prost
 //! resolves cross-package references with relative `super::` paths; the
@@ -49,7 +49,7 @@ pub mod skiff {
 
     /// `skiff.agent.*`: the node agent's streaming service.
     pub mod agent {
-        /// `skiff.agent.v1`: container logs (and later exec and port-forward) served by the
+        /// `skiff.agent.v1`: container logs, exec and port-forward, served by the
         /// agent on each node.
         #[allow(clippy::all, missing_docs)]
         pub mod v1 {

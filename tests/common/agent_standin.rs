@@ -1,24 +1,202 @@
 //! A stand-in for the node agent's gRPC service (`skiff.agent.v1.Agent`), so the API server's
-//! streaming subresources can be tested before the agent exists. Every container "prints"
-//! `line 1` .. `line 5`; `follow` then adds `tick N` every 100 ms until the client goes away;
-//! the container `missing` does not exist.
+//! streaming subresources can be tested before the agent exists. The container `missing` does
+//! not exist; in every other container:
+//! - logs: the container "prints" `line 1` .. `line 5`; `follow` then adds `tick N` every
+//!   100 ms until the client goes away;
+//! - exec: the command runs as a process on this machine, with real stdin, stdout, stderr and
+//!   exit code. With a TTY, stderr joins stdout and each terminal resize is reported on stdout
+//!   as `[resize WxH]`;
+//! - port-forward: port P of the pod is port P on the stand-in's own address.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
+use std::process::Stdio;
 use std::time::Duration;
 
 use skiff_proto::agent::agent_server::{Agent, AgentServer};
-use skiff_proto::agent::{LogChunk, LogRequest};
+use skiff_proto::agent::exec_input::Input as ExecIn;
+use skiff_proto::agent::exec_output::Output as ExecOut;
+use skiff_proto::agent::port_forward_input::Input as ForwardIn;
+use skiff_proto::agent::{
+    ExecInput, ExecOutput, LogChunk, LogRequest, PortForwardInput, PortForwardOutput,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
-struct Logs;
+struct StandIn {
+    /// Where the pod's ports are.
+    ip: IpAddr,
+}
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
+type Outputs<T> = ReceiverStream<Result<T, Status>>;
+
+/// Copies a process's output into the stream as `wrap` makes it.
+async fn copy_out(
+    mut from: impl AsyncRead + Unpin,
+    to: mpsc::Sender<Result<ExecOutput, Status>>,
+    wrap: fn(Vec<u8>) -> ExecOut,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let out = ExecOutput {
+            output: Some(wrap(buf[..n].to_vec())),
+        };
+        if to.send(Ok(out)).await.is_err() {
+            break;
+        }
+    }
+}
 
 #[tonic::async_trait]
-impl Agent for Logs {
+impl Agent for StandIn {
     type LogsStream = ChunkStream;
+    type ExecStream = Outputs<ExecOutput>;
+    type PortForwardStream = Outputs<PortForwardOutput>;
+
+    async fn exec(
+        &self,
+        request: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let mut inputs = request.into_inner();
+        let Some(ExecInput {
+            input: Some(ExecIn::Start(start)),
+        }) = inputs.message().await?
+        else {
+            return Err(Status::invalid_argument(
+                "the first input must name the command",
+            ));
+        };
+        if start.container == "missing" {
+            return Err(Status::not_found(format!(
+                "container {} not found in pod {}/{}",
+                start.container, start.namespace, start.pod
+            )));
+        }
+        let Some((program, args)) = start.command.split_first() else {
+            return Err(Status::invalid_argument("no command"));
+        };
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(if start.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                Status::unknown(format!(
+                    "failed to exec in container: exec: \"{program}\": {e}"
+                ))
+            })?;
+        let (tx, rx) = mpsc::channel(16);
+        let mut stdin = child.stdin.take();
+        let resizes = tx.clone();
+        let tty = start.tty;
+        tokio::spawn(async move {
+            while let Ok(Some(input)) = inputs.message().await {
+                match input.input {
+                    Some(ExecIn::Stdin(data)) => {
+                        if let Some(w) = stdin.as_mut() {
+                            let _ = w.write_all(&data).await;
+                        }
+                    }
+                    Some(ExecIn::CloseStdin(_)) => stdin = None,
+                    Some(ExecIn::Resize(size)) if tty => {
+                        let note = format!("[resize {}x{}]\n", size.width, size.height);
+                        let out = ExecOutput {
+                            output: Some(ExecOut::Stdout(note.into_bytes())),
+                        };
+                        let _ = resizes.send(Ok(out)).await;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        tokio::spawn(async move {
+            let err_wrap: fn(Vec<u8>) -> ExecOut = if tty {
+                ExecOut::Stdout
+            } else {
+                ExecOut::Stderr
+            };
+            tokio::join!(
+                copy_out(stdout, tx.clone(), ExecOut::Stdout),
+                copy_out(stderr, tx.clone(), err_wrap)
+            );
+            let code = match child.wait().await {
+                Ok(status) => status.code().unwrap_or(128),
+                Err(_) => 128,
+            };
+            let _ = tx
+                .send(Ok(ExecOutput {
+                    output: Some(ExecOut::ExitCode(code)),
+                }))
+                .await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<Streaming<PortForwardInput>>,
+    ) -> Result<Response<Self::PortForwardStream>, Status> {
+        let mut inputs = request.into_inner();
+        let Some(PortForwardInput {
+            input: Some(ForwardIn::Start(start)),
+        }) = inputs.message().await?
+        else {
+            return Err(Status::invalid_argument(
+                "the first input must name the port",
+            ));
+        };
+        let port = u16::try_from(start.port).map_err(|_| Status::invalid_argument("bad port"))?;
+        let tcp = tokio::net::TcpStream::connect((self.ip, port))
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "failed to connect to localhost:{port} inside namespace of pod {}: {e}",
+                    start.pod
+                ))
+            })?;
+        let (mut from_pod, mut to_pod) = tcp.into_split();
+        tokio::spawn(async move {
+            while let Ok(Some(input)) = inputs.message().await {
+                if let Some(ForwardIn::Data(data)) = input.input {
+                    if to_pod.write_all(&data).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = to_pod.shutdown().await;
+        });
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n) = from_pod.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let out = PortForwardOutput {
+                    data: buf[..n].to_vec(),
+                };
+                if tx.send(Ok(out)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
 
     async fn logs(&self, request: Request<LogRequest>) -> Result<Response<ChunkStream>, Status> {
         let req = request.into_inner();
@@ -97,7 +275,7 @@ impl StandInAgent {
         let addr = listener.local_addr().expect("its address");
         runtime.spawn(
             tonic::transport::Server::builder()
-                .add_service(AgentServer::new(Logs))
+                .add_service(AgentServer::new(StandIn { ip: ip.into() }))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         StandInAgent {

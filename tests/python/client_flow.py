@@ -1,17 +1,22 @@
 """The official Python client against skiff: CRUD across namespaces, patch, watch with a
-resourceVersion and a timeout, and a relist after 410 Gone.
+resourceVersion and a timeout, a relist after 410 Gone, and pod logs, exec (with a TTY and a
+resize) and port-forward.
 
 Usage: client_flow.py KUBECONFIG STORE_ENDPOINT AGENT_IP AGENT_PORT (a stand-in node agent
-serving logs). Prints one "ok <step>" line per step and
+serving the pod subresources; the pod's ports are ports on AGENT_IP). Prints one "ok <step>" line per step and
 exits non-zero with a message on the first failure.
 """
 
+import json
+import socket
 import subprocess
 import sys
 import threading
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
+from kubernetes.stream import portforward, stream
+from kubernetes.stream.ws_client import RESIZE_CHANNEL
 
 
 def step(name):
@@ -135,6 +140,71 @@ def main():
     log = core.read_namespaced_pod_log("web", "py", tail_lines=2)
     assert log == "line 4\nline 5\n", repr(log)
     step("logs")
+
+    # exec and port-forward reach into a running pod.
+    core.patch_namespaced_pod_status("web", "py", {"status": {"phase": "Running"}})
+    resp = stream(
+        core.connect_get_namespaced_pod_exec,
+        "web",
+        "py",
+        command=["sh", "-c", "echo out; echo err >&2; exit 3"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    resp.run_forever(timeout=20)
+    assert resp.read_stdout() == "out\n"
+    assert resp.read_stderr() == "err\n"
+    assert resp.returncode == 3, resp.returncode
+    step("exec")
+
+    # With a TTY: stdin and a terminal resize reach the command.
+    resp = stream(
+        core.connect_get_namespaced_pod_exec,
+        "web",
+        "py",
+        command=["sh", "-c", "read line; echo got $line"],
+        stderr=True,
+        stdin=True,
+        stdout=True,
+        tty=True,
+        _preload_content=False,
+    )
+    resp.write_channel(RESIZE_CHANNEL, json.dumps({"Width": 100, "Height": 40}))
+    resp.write_stdin("hello\n")
+    seen = ""
+    while resp.is_open() and "got hello" not in seen:
+        resp.update(timeout=20)
+        seen += resp.read_stdout(timeout=0) or ""
+    resp.close()
+    assert "[resize 100x40]" in seen and "got hello" in seen, repr(seen)
+    step("exec-tty")
+
+    server = socket.create_server((agent_ip, 0))
+    port = server.getsockname()[1]
+
+    def upper_case():
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(4096):
+                conn.sendall(data.upper())
+
+    threading.Thread(target=upper_case, daemon=True).start()
+    pf = portforward(core.connect_get_namespaced_pod_portforward, "web", "py", ports=str(port))
+    sock = pf.socket(port)
+    sock.setblocking(True)
+    sock.sendall(b"ping\n")
+    got = b""
+    while not got.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        assert chunk, "the forwarded connection closed early"
+        got += chunk
+    assert got == b"PING\n", got
+    sock.close()
+    assert pf.error(port) is None, pf.error(port)
+    step("port-forward")
 
     core.delete_namespaced_config_map("settings", "default")
     apps.delete_namespaced_deployment("web", "py")

@@ -5,23 +5,28 @@
 //! picks its bundled version; discovery; health) and core/v1 Namespaces, stored through
 //! [`registry`] in the replicated store.
 
+mod agent;
 mod authn;
 mod authz;
 mod body;
 mod catalog;
+mod channels;
 mod defaults;
 mod discovery;
+mod exec;
 mod logs;
 mod managed_fields;
 mod namespaces;
 mod objects;
 mod openapi;
 mod patch;
+mod portforward;
 mod protobuf;
 mod registry;
 mod rest;
 mod selectors;
 mod services;
+mod spdy;
 mod status;
 mod strategic_merge;
 mod table;
@@ -33,7 +38,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, Request};
 use axum::http::{HeaderMap, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -196,50 +202,95 @@ async fn group_version(group: String, version: String) -> Response {
     }
 }
 
+/// One request under `/api/v1/` or `/apis/<group>/<version>/`.
+struct RestRequest {
+    store: Store,
+    method: Method,
+    query: rest::Query,
+    raw_query: Option<String>,
+    headers: HeaderMap,
+    ws: Option<WebSocketUpgrade>,
+    body: Body,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn core_rest(
     Extension(store): Extension<Store>,
     method: Method,
     Path(rest): Path<String>,
-    Query(q): Query<rest::Query>,
+    Query(query): Query<rest::Query>,
+    RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
+    ws: Option<WebSocketUpgrade>,
     body: Body,
 ) -> Response {
-    serve_rest(store, method, "", "v1", &rest, q, headers, body).await
+    let req = RestRequest {
+        store,
+        method,
+        query,
+        raw_query,
+        headers,
+        ws,
+        body,
+    };
+    serve_rest(req, "", "v1", &rest).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn group_rest(
     Extension(store): Extension<Store>,
     method: Method,
     Path((group, version, rest)): Path<(String, String, String)>,
-    Query(q): Query<rest::Query>,
+    Query(query): Query<rest::Query>,
+    RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
+    ws: Option<WebSocketUpgrade>,
     body: Body,
 ) -> Response {
-    serve_rest(store, method, &group, &version, &rest, q, headers, body).await
+    let req = RestRequest {
+        store,
+        method,
+        query,
+        raw_query,
+        headers,
+        ws,
+        body,
+    };
+    serve_rest(req, &group, &version, &rest).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve_rest(
-    store: Store,
-    method: Method,
-    group: &str,
-    version: &str,
-    path: &str,
-    q: rest::Query,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn serve_rest(req: RestRequest, group: &str, version: &str, path: &str) -> Response {
     let target = match rest::parse_target(group, version, path) {
         Ok(t) => t,
         Err(s) => return s.into_response(),
     };
-    let body = match read_body(body).await {
+    if matches!(target.sub.map(|s| s.name), Some("exec" | "portforward")) {
+        return serve_stream(req, target)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
+    let body = match read_body(req.body).await {
         Ok(b) => b,
         Err(s) => return s.into_response(),
     };
-    match rest::handle(store, method, target, q, headers, body).await {
+    match rest::handle(req.store, req.method, target, req.query, req.headers, body).await {
         Ok(r) => r,
         Err(s) => s.into_response(),
+    }
+}
+
+/// exec and portforward: a WebSocket to a stream the pod's node agent serves.
+async fn serve_stream(req: RestRequest, target: rest::Target) -> Result<Response, Status> {
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.raw_query.as_deref().unwrap_or(""))
+            .map_err(|e| Status::bad_request(format!("invalid query: {e}")))?;
+    let pod = registry::get(&req.store, &target.key())
+        .await?
+        .ok_or_else(|| target.not_found())?;
+    if target.sub.is_some_and(|s| s.name == "exec") {
+        exec::serve(&req.store, pod, &params, &req.headers, req.ws).await
+    } else {
+        portforward::serve(&req.store, pod, &params, &req.headers, req.ws).await
     }
 }
 

@@ -46,7 +46,8 @@ impl Target {
         registry::prefix(self.res, self.namespace.as_deref())
     }
 
-    fn not_found(&self) -> Status {
+    /// The 404 for this object, named as kubectl prints it.
+    pub fn not_found(&self) -> Status {
         Status::object_not_found(
             self.res.group,
             self.res.plural,
@@ -121,6 +122,13 @@ fn flag(q: &Query, name: &str) -> bool {
 pub fn verb(method: &Method, target: &Target, watch: bool) -> Result<&'static str, Status> {
     Ok(match (method, target.name.is_some()) {
         (&Method::GET, _) if watch => "watch",
+        // A WebSocket exec or port-forward starts with a GET, but it creates a session: RBAC
+        // asks for `create`, as upstream does since 1.31.
+        (&Method::GET | &Method::POST, true)
+            if matches!(target.sub.map(|s| s.name), Some("exec" | "portforward")) =>
+        {
+            "create"
+        }
         (&Method::GET, false) => "list",
         (&Method::GET, true) => "get",
         (&Method::POST, false) => "create",
