@@ -656,6 +656,98 @@ fn kubectl_cordons_a_registered_node() {
     );
 }
 
+/// A ReplicaSet of deployment `web` (uid `owner`) at `revision`, as the deployment controller
+/// records one per pod template.
+fn revision_replica_set(owner: &str, revision: u32, image: &str, cause: Option<&str>) -> String {
+    let cause = cause
+        .map(|c| format!(r#","kubernetes.io/change-cause":"{c}""#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{{"name":"web-{revision}","labels":{{"app":"web","rev":"{revision}"}},
+        "annotations":{{"deployment.kubernetes.io/revision":"{revision}"{cause}}},
+        "ownerReferences":[{{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"{owner}","controller":true,"blockOwnerDeletion":true}}]}},
+        "spec":{{"replicas":0,"selector":{{"matchLabels":{{"app":"web","rev":"{revision}"}}}},
+        "template":{{"metadata":{{"labels":{{"app":"web","rev":"{revision}"}}}},"spec":{{"containers":[{{"name":"app","image":"{image}"}}]}}}}}}}}"#
+    )
+}
+
+#[test]
+fn kubectl_rollout_history_lists_the_deployments_revisions() {
+    let name = "kubectl_rollout_history_lists_the_deployments_revisions";
+    if !require_tool(name, "kubectl") {
+        return;
+    }
+    let init = Init::start(name);
+    init.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=registry.local/busybox:1.36",
+    ]);
+    let uid = init.ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"]);
+    // Revisions are the ReplicaSets the deployment controls; one of another owner is not one.
+    for rs in [
+        revision_replica_set(&uid, 1, "registry.local/busybox:1.36", None),
+        revision_replica_set(
+            &uid,
+            2,
+            "registry.local/busybox:1.37",
+            Some("kubectl set image deployment/web app=busybox:1.37"),
+        ),
+        revision_replica_set(
+            "00000000-0000-0000-0000-000000000000",
+            3,
+            "registry.local/other:1",
+            None,
+        ),
+    ] {
+        check_ok(
+            "create replicaset",
+            &init.kubectl_in(&["create", "-f", "-"], Some(rs.as_bytes())),
+        );
+    }
+    let history = init.ok(&["rollout", "history", "deployment/web"]);
+    let lines: Vec<Vec<&str>> = history
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["deployment.apps/web"], "{history}");
+    assert_eq!(lines[1], ["REVISION", "CHANGE-CAUSE"], "{history}");
+    assert_eq!(lines[2], ["1", "<none>"], "{history}");
+    assert_eq!(
+        lines[3],
+        [
+            "2",
+            "kubectl",
+            "set",
+            "image",
+            "deployment/web",
+            "app=busybox:1.37"
+        ],
+        "{history}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| !l.is_empty()).count(),
+        4,
+        "{history}"
+    );
+    let second = init.ok(&["rollout", "history", "deployment/web", "--revision=2"]);
+    assert!(
+        second.contains("deployment.apps/web with revision #2"),
+        "{second}"
+    );
+    assert!(
+        second.contains("Image:\tregistry.local/busybox:1.37")
+            || second.contains("registry.local/busybox:1.37"),
+        "{second}"
+    );
+    let missing = init.fails(&["rollout", "history", "deployment/web", "--revision=9"]);
+    assert!(
+        missing.contains("unable to find the specified revision"),
+        "{missing}"
+    );
+}
+
 const SSA: &str = r#"apiVersion: apps/v1
 kind: Deployment
 metadata:
