@@ -127,3 +127,142 @@ impl Init {
         )
     }
 }
+
+/// A `skiff store` member joined to an [`Init`]'s store, killed (SIGKILL) on drop.
+pub struct StoreMember {
+    child: Option<Child>,
+    pub name: String,
+    /// host:port of its client endpoint.
+    pub client: String,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl StoreMember {
+    /// Starts (or restarts, on the same data directory) the member process.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("member log");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(&self.args)
+            .env(OWNER_ENV, std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn skiff store");
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for StoreMember {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Init {
+    /// Adds a voting member named `name` to the store (`etcdctl member add`, retried while the
+    /// store refuses reconfiguration) and starts it with `--initial-cluster-state existing`.
+    /// Its data and log live in this control plane's directory.
+    pub fn add_store_member(&self, name: &str) -> StoreMember {
+        let ip = Ipv4Addr::new(127, 0, 0, 61);
+        let client = format!("{ip}:{}", alloc_port(ip));
+        let peer = format!("http://{ip}:{}", alloc_port(ip));
+        let mut tries = 0;
+        wait_for(Duration::from_secs(30), Duration::from_millis(500), || {
+            tries += 1;
+            let out = run_with_timeout(
+                Command::new("etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .arg(format!("--endpoints={}", self.store))
+                    .args(["member", "add", name, &format!("--peer-urls={peer}")]),
+                None,
+                Duration::from_secs(20),
+            );
+            let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+            if out.status.success() || (tries > 1 && err.contains("already")) {
+                Ok(())
+            } else {
+                Err(describe(&out))
+            }
+        })
+        .unwrap_or_else(|e| panic!("etcdctl member add {name}: {e}"));
+        // Joining needs a running member's peer URL: the one inside `skiff init`.
+        let (first, first_peer) = self.store_member_peer();
+        let cluster = format!("{first}={first_peer},{name}={peer}");
+        let data = self.dir.path().join(format!("store-{name}"));
+        let mut m = StoreMember {
+            child: None,
+            name: name.to_string(),
+            client: client.clone(),
+            args: vec![
+                "store".into(),
+                "--name".into(),
+                name.into(),
+                "--data-dir".into(),
+                data.to_string_lossy().into_owned(),
+                "--listen-client".into(),
+                format!("http://{client}"),
+                "--listen-peer".into(),
+                peer,
+                "--initial-cluster".into(),
+                cluster,
+                "--initial-cluster-state".into(),
+                "existing".into(),
+            ],
+            log: self.dir.path().join(format!("store-{name}.log")),
+        };
+        m.start();
+        m
+    }
+
+    /// Name and peer URL of the store member inside `skiff init`, from `etcdctl member list`.
+    fn store_member_peer(&self) -> (String, String) {
+        let out = run_with_timeout(
+            Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", self.store))
+                .args(["member", "list", "-w", "json"]),
+            None,
+            Duration::from_secs(20),
+        );
+        let json = Json::parse(check_ok("etcdctl member list", &out).trim()).expect("member list");
+        let client = format!("http://{}", self.store);
+        let me = json
+            .get("members")
+            .and_then(Json::as_array)
+            .unwrap_or_default()
+            .iter()
+            .find(|m| {
+                m.get("clientURLs")
+                    .and_then(Json::as_array)
+                    .is_some_and(|u| u.iter().any(|u| u.as_str() == Some(client.as_str())))
+            })
+            .unwrap_or_else(|| panic!("no member serves {client}: {json:?}"));
+        let name = me.get("name").and_then(Json::as_str).unwrap_or_default();
+        let peer = me
+            .path(&["peerURLs"])
+            .and_then(Json::as_array)
+            .and_then(|u| u.first())
+            .and_then(Json::as_str)
+            .expect("peer URL");
+        (name.to_string(), peer.to_string())
+    }
+}

@@ -107,7 +107,10 @@ async fn finalize(store: &Store, name: &str, key: &[u8]) -> Result<(), Status> {
         match registry::get(store, key).await? {
             None => break,
             Some(cur) => {
-                if registry::remove(store, key, &cur, &Claims::default()).await? {
+                if registry::remove(store, key, &cur, &Claims::default())
+                    .await?
+                    .is_some()
+                {
                     break;
                 }
             }

@@ -334,14 +334,15 @@ pub async fn replace(
     Ok(run(store, txn).await?.map(|rev| stamped(obj, rev)))
 }
 
-/// Removes the object at `key` if it is still the version `current` was read at; false when
-/// another write got there first.
+/// Removes the object at `key` if it is still the version `current` was read at. Returns the
+/// object as it was, stamped with the deleting revision (what upstream's DELETE answers and
+/// the watch's DELETED event carries), or None when another write got there first.
 pub async fn remove(
     store: &Store,
     key: &[u8],
     current: &Value,
     claims: &Claims,
-) -> Result<bool, Status> {
+) -> Result<Option<Value>, Status> {
     let mut txn = TxnRequest {
         compare: vec![mod_revision_is(key, revision_of(current))],
         success: vec![RequestOp {
@@ -353,7 +354,7 @@ pub async fn remove(
         failure: vec![],
     };
     claims.apply(&mut txn);
-    Ok(run(store, txn).await?.is_some())
+    Ok(run(store, txn).await?.map(|rev| stamped(current, rev)))
 }
 
 /// Every key under `prefix` (values unread), for allocators scanning what is taken.

@@ -578,7 +578,10 @@ async fn write(
                 .is_none_or(|f| f.is_empty());
         if finalized {
             // The last finalizer is gone from an object being deleted: it goes now.
-            if registry::remove(store, &target.key(), &cur, &released(res, &cur)).await? {
+            if registry::remove(store, &target.key(), &cur, &released(res, &cur))
+                .await?
+                .is_some()
+            {
                 return Ok(next);
             }
             continue;
@@ -865,8 +868,10 @@ async fn delete_one(
             return Ok(cur);
         }
         if finalizers.is_empty() {
-            if registry::remove(store, &target.key(), &cur, &released(target.res, &cur)).await? {
-                return Ok(cur);
+            if let Some(gone) =
+                registry::remove(store, &target.key(), &cur, &released(target.res, &cur)).await?
+            {
+                return Ok(gone);
             }
             continue;
         }

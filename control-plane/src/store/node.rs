@@ -504,6 +504,15 @@ impl Loop {
             for (_, (reply, _)) in self.proposals.drain() {
                 let _ = reply.send(Err(StoreError::LeaderChanged));
             }
+            // ReadIndex requests the old leader had not confirmed may be lost with it (a dead
+            // leader never answers, and a deposed one forgets them), which left them waiting out
+            // REQUEST_TIMEOUT: every linearizable read on this member, and so every API write,
+            // stalled for five seconds and then failed after a leader crash, even though a new
+            // leader took over within two. A read changes nothing, so ask again: the next round
+            // sends them to the new leader (or answers NoLeader, which callers wait out).
+            for (_, r) in self.reads_unconfirmed.drain() {
+                self.reads_new.extend(r.waiters);
+            }
             if role == StateRole::Leader {
                 self.shared.leases.lock().promote();
             }
