@@ -1,5 +1,6 @@
-//! Request bodies: JSON, or Kubernetes protobuf (the `k8s\0` magic and a `runtime.Unknown`
-//! envelope), which client-go's typed clients send for built-in kinds.
+//! Request bodies: JSON; YAML, as upstream accepts it for objects and server-side apply; or
+//! Kubernetes protobuf (the `k8s\0` magic and a `runtime.Unknown` envelope), which client-go's
+//! typed clients send for built-in kinds.
 
 use axum::http::HeaderMap;
 use prost014::Message as _;
@@ -24,6 +25,8 @@ pub fn object(headers: &HeaderMap, body: &[u8], res: &ResourceType) -> Result<Va
         from_protobuf(body, res)?
     } else if content_type.starts_with("application/json") || content_type.is_empty() {
         json(body)?
+    } else if content_type.starts_with("application/yaml") {
+        yaml(body)?
     } else {
         return Err(Status::unsupported_media_type(content_type));
     };
@@ -43,6 +46,16 @@ pub fn json(body: &[u8]) -> Result<Value, Status> {
         .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
+/// A YAML body (server-side apply, `application/yaml`) as JSON. JSON is YAML too and is what
+/// clients mostly send, so it is tried first. The parser bounds nesting and alias expansion.
+pub fn yaml(body: &[u8]) -> Result<Value, Status> {
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
+    yaml_serde::from_slice(body)
+        .map_err(|e| Status::bad_request(format!("the request body is not valid YAML: {e}")))
+}
+
 fn from_protobuf(body: &[u8], res: &ResourceType) -> Result<Value, Status> {
     let bad = |why: String| Status::bad_request(format!("malformed protobuf body: {why}"));
     let rest = body
@@ -60,6 +73,20 @@ fn from_protobuf(body: &[u8], res: &ResourceType) -> Result<Value, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_bodies_become_json() {
+        assert_eq!(
+            yaml(b"kind: ConfigMap\ndata:\n  a: \"1\"\n  b: two\n").unwrap(),
+            json!({"kind": "ConfigMap", "data": {"a": "1", "b": "two"}})
+        );
+        assert_eq!(yaml(br#"{"a": [1]}"#).unwrap(), json!({"a": [1]}));
+        assert_eq!(yaml(b"a: [b\n  - : :").unwrap_err().code, 400);
+        let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+        assert_eq!(yaml(bomb.as_bytes()).unwrap_err().code, 400);
+        assert_eq!(yaml("[".repeat(100_000).as_bytes()).unwrap_err().code, 400);
+        assert_eq!(yaml(b"a: 1\n---\nb: 2\n").unwrap_err().code, 400);
+    }
     use k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     #[test]

@@ -648,10 +648,10 @@ async fn patch_object(
         .unwrap_or("")
         .to_string();
     let kind = patch::Kind::from_content_type(&content_type)?;
-    let doc = body::json(raw)?;
     if kind == patch::Kind::Apply {
-        return apply(store, target, q, doc).await;
+        return apply(store, target, q, body::yaml(raw)?).await;
     }
+    let doc = body::json(raw)?;
     let scale = target.sub.is_some_and(|s| s.name == "scale");
     let mut warnings = Vec::new();
     let manager = manager_of(q, headers);
