@@ -214,6 +214,22 @@ fn malformed_requests_get_4xx_and_store_nothing() {
             ),
         );
     }
+    // The streaming subresources: bad queries, missing pods, and requests without the upgrade
+    // they need.
+    for path in [
+        "/api/v1/namespaces/default/pods/nope/exec?command=ls&stdout=true",
+        "/api/v1/namespaces/default/pods/nope/portforward?ports=80",
+        "/api/v1/namespaces/default/pods/nope/log?tailLines=x",
+        "/api/v1/namespaces/default/pods/nope/exec?command=%ZZ",
+        "/api/v1/namespaces/default/pods/nope/portforward?ports=99999",
+    ] {
+        for method in ["GET", "POST"] {
+            check(
+                format!("{method} {path}"),
+                call(method, path, "application/json", b"{"),
+            );
+        }
+    }
     assert!(
         failures.is_empty(),
         "not answered with 4xx:\n{}",

@@ -281,6 +281,9 @@ async fn serve_rest(req: RestRequest, group: &str, version: &str, path: &str) ->
 
 /// exec and portforward: a WebSocket to a stream the pod's node agent serves.
 async fn serve_stream(req: RestRequest, target: rest::Target) -> Result<Response, Status> {
+    // Upgrades carry no body; any other is read first, as an answer sent while the client is
+    // still sending gets its HTTP/2 stream reset before the client reads it.
+    read_body(req.body).await?;
     let params: Vec<(String, String)> =
         serde_urlencoded::from_str(req.raw_query.as_deref().unwrap_or(""))
             .map_err(|e| Status::bad_request(format!("invalid query: {e}")))?;
