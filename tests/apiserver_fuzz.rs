@@ -6,7 +6,6 @@ mod common;
 
 use common::cluster::*;
 use common::control_plane::Init;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -66,31 +65,8 @@ fn malformed_requests_get_4xx_and_store_nothing() {
         }
     ));
     let before = registry_keys(&init);
-    let pki = init.dir.path().join("data/pki");
-    let body_file = init.dir.path().join("body");
-    let base = format!("https://{}", init.api);
     let call = |method: &str, path: &str, content_type: &str, body: &[u8]| -> u16 {
-        std::fs::write(&body_file, body).expect("body file");
-        let out = run_with_timeout(
-            Command::new("curl")
-                .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
-                .arg("--cacert")
-                .arg(pki.join("ca.crt"))
-                .arg("--cert")
-                .arg(pki.join("admin.crt"))
-                .arg("--key")
-                .arg(pki.join("admin.key"))
-                .args(["-H", &format!("Content-Type: {content_type}")])
-                .arg("--data-binary")
-                .arg(format!("@{}", body_file.display()))
-                .arg(format!("{base}{path}")),
-            None,
-            Duration::from_secs(30),
-        );
-        let code = stdout_str(&out);
-        code.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{method} {path}: {}", describe(&out)))
+        init.request(method, path, content_type, body).0
     };
 
     let collections = [
@@ -243,5 +219,4 @@ fn malformed_requests_get_4xx_and_store_nothing() {
         before,
         "bad requests changed the store"
     );
-    assert!(Path::new(&body_file).exists());
 }

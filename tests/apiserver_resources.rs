@@ -851,33 +851,6 @@ fn kubectl_server_side_apply_conflicts_and_forces() {
     );
 }
 
-/// `curl` with the admin certificate: the response body and status code.
-fn curl(init: &Init, method: &str, path: &str, content_type: &str, body: &str) -> (String, u16) {
-    let pki = init.dir.path().join("data/pki");
-    let out = run_with_timeout(
-        std::process::Command::new("curl")
-            .args(["-sS", "-w", "\n%{http_code}", "-X", method])
-            .arg("--cacert")
-            .arg(pki.join("ca.crt"))
-            .arg("--cert")
-            .arg(pki.join("admin.crt"))
-            .arg("--key")
-            .arg(pki.join("admin.key"))
-            .args(["-H", &format!("Content-Type: {content_type}")])
-            .args(["--data-binary", "@-"])
-            .arg(format!("https://{}{path}", init.api)),
-        Some(body.as_bytes()),
-        Duration::from_secs(30),
-    );
-    let text = stdout_str(&out);
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
-    let code = code
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{method} {path}: {}", describe(&out)));
-    (body.to_string(), code)
-}
-
 #[test]
 fn yaml_bodies_create_and_apply_objects() {
     let name = "yaml_bodies_create_and_apply_objects";
@@ -886,12 +859,11 @@ fn yaml_bodies_create_and_apply_objects() {
     }
     let init = Init::start(name);
     let collection = "/api/v1/namespaces/default/configmaps";
-    let (body, code) = curl(
-        &init,
+    let (code, body) = init.request(
         "POST",
         collection,
         "application/yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n  labels: {made: by-yaml}\ndata:\n  answer: \"42\"\n",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n  labels: {made: by-yaml}\ndata:\n  answer: \"42\"\n",
     );
     assert_eq!(code, 201, "{body}");
     assert_eq!(
@@ -905,12 +877,11 @@ fn yaml_bodies_create_and_apply_objects() {
         "42 by-yaml"
     );
     // Server-side apply with a YAML body, as `kubectl apply --server-side` would send it.
-    let (body, code) = curl(
-        &init,
+    let (code, body) = init.request(
         "PATCH",
         &format!("{collection}/from-yaml?fieldManager=yaml-test"),
         "application/apply-patch+yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  extra: yes-please\n",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  extra: yes-please\n",
     );
     assert_eq!(code, 200, "{body}");
     assert_eq!(
@@ -924,12 +895,11 @@ fn yaml_bodies_create_and_apply_objects() {
         "yes-please"
     );
     // Malformed YAML is the client's error, and nothing is stored.
-    let (body, code) = curl(
-        &init,
+    let (code, body) = init.request(
         "POST",
         collection,
         "application/yaml",
-        "metadata: [name\n  - : :",
+        b"metadata: [name\n  - : :",
     );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("not valid YAML"), "{body}");

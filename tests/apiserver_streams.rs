@@ -20,15 +20,7 @@ fn kubectl_logs_come_from_the_node_agent() {
     }
     let agent = StandInAgent::start(Ipv4Addr::new(127, 0, 0, 62));
     let init = Init::start(name);
-    let node = agent.node_json("node-1");
-    check_ok(
-        "node",
-        &init.kubectl_in(&["create", "-f", "-"], Some(node.as_bytes())),
-    );
-    check_ok(
-        "pod",
-        &init.kubectl_in(&["create", "-f", "-"], Some(POD.as_bytes())),
-    );
+    scheduled_pod(&init, &agent);
 
     assert_eq!(
         init.ok(&["logs", "web"]),
@@ -61,8 +53,8 @@ fn kubectl_logs_come_from_the_node_agent() {
     );
 }
 
-/// A Node served by the stand-in agent and a Running pod on it, named `web`.
-fn running_pod(init: &Init, agent: &StandInAgent) {
+/// A Node served by the stand-in agent and a pod `web` bound to it.
+fn scheduled_pod(init: &Init, agent: &StandInAgent) {
     let node = agent.node_json("node-1");
     check_ok(
         "node",
@@ -72,6 +64,11 @@ fn running_pod(init: &Init, agent: &StandInAgent) {
         "pod",
         &init.kubectl_in(&["create", "-f", "-"], Some(POD.as_bytes())),
     );
+}
+
+/// [`scheduled_pod`], reported Running as its agent would.
+fn running_pod(init: &Init, agent: &StandInAgent) {
+    scheduled_pod(init, agent);
     init.ok(&[
         "patch",
         "pod",

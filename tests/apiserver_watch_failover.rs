@@ -8,7 +8,7 @@
 mod common;
 
 use common::cluster::*;
-use common::control_plane::{Init, StoreMember};
+use common::control_plane::{admin_curl, Init, StoreMember};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -78,14 +78,7 @@ struct Api {
 
 impl Api {
     fn curl(&self) -> Command {
-        let mut c = Command::new("curl");
-        c.arg("--cacert")
-            .arg(self.pki.join("ca.crt"))
-            .arg("--cert")
-            .arg(self.pki.join("admin.crt"))
-            .arg("--key")
-            .arg(self.pki.join("admin.key"));
-        c
+        admin_curl(&self.pki)
     }
 
     /// One request: Ok((status, body)) when an HTTP answer came back, Err for transport

@@ -2,7 +2,7 @@
 
 use super::cluster::*;
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -21,6 +21,18 @@ impl Drop for Init {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// curl with the admin client certificate of the cluster whose certificates are in `pki`.
+pub fn admin_curl(pki: &Path) -> Command {
+    let mut c = Command::new("curl");
+    c.arg("--cacert")
+        .arg(pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"));
+    c
 }
 
 impl Init {
@@ -60,6 +72,38 @@ impl Init {
             std::fs::read_to_string(init.dir.path().join("init.log")).unwrap_or_default()
         );
         init
+    }
+
+    /// The cluster's certificates: ca.crt, admin.crt, admin.key.
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("data").join("pki")
+    }
+
+    /// One HTTPS request as the admin, for what kubectl cannot send (raw and malformed bodies):
+    /// the status code (0 when no HTTP answer came back) and the response body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, String) {
+        let out = run_with_timeout(
+            admin_curl(&self.pki())
+                .args(["-sS", "-w", "\n%{http_code}", "-X", method])
+                .args(["-H", &format!("Content-Type: {content_type}")])
+                .args(["--data-binary", "@-"])
+                .arg(format!("https://{}{path}", self.api)),
+            Some(body),
+            Duration::from_secs(30),
+        );
+        let text = stdout_str(&out);
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let code = code
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{method} {path}: {}", describe(&out)));
+        (code, body.to_string())
     }
 
     pub fn kubeconfig(&self) -> PathBuf {

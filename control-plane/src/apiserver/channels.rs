@@ -3,8 +3,10 @@
 //! naming its channel. v5 adds a close signal, channel 255 carrying the id of the channel the
 //! client has finished writing.
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::HeaderMap;
+
+use super::status::Status;
 
 /// The protocol kubectl ≥ 1.30 asks for first; it adds half-close of stdin.
 pub const V5: &str = "v5.channel.k8s.io";
@@ -35,6 +37,23 @@ pub fn normal_close() -> Message {
         code: axum::extract::ws::close_code::NORMAL,
         reason: "".into(),
     }))
+}
+
+/// The upgrade a streaming subresource needs and the protocol it will speak: the first of
+/// `supported` the client offered. Without either the request is the client's error.
+pub fn negotiate(
+    headers: &HeaderMap,
+    ws: Option<WebSocketUpgrade>,
+    supported: &[&'static str],
+) -> Result<(WebSocketUpgrade, &'static str), Status> {
+    let ws = ws.ok_or_else(|| Status::bad_request("Upgrade request required".into()))?;
+    let protocol = choose(headers, supported).ok_or_else(|| {
+        Status::bad_request(format!(
+            "unable to upgrade connection: none of the offered stream protocols is supported; use one of: {}",
+            supported.join(", ")
+        ))
+    })?;
+    Ok((ws.protocols([protocol]), protocol))
 }
 
 /// A message for the client on `channel`.

@@ -93,14 +93,7 @@ pub async fn serve(
             super::objects::name_of(&pod)
         )));
     }
-    let ws = ws.ok_or_else(|| Status::bad_request("Upgrade request required".into()))?;
-    let protocol = channels::choose(headers, &[channels::V5, channels::V4]).ok_or_else(|| {
-        Status::bad_request(format!(
-            "unable to upgrade connection: none of the offered stream protocols is supported; use {} or {}",
-            channels::V5,
-            channels::V4
-        ))
-    })?;
+    let (ws, protocol) = channels::negotiate(headers, ws, &[channels::V5, channels::V4])?;
     let (client, node) = agent::connect(store, &pod).await?;
     let (namespace, name, pod_uid) = agent::pod_identity(&pod);
     let span = info_span!("exec", pod = %format!("{namespace}/{name}"), %node, %container);
@@ -116,9 +109,7 @@ pub async fn serve(
         tty: opts.tty,
     };
     let v5 = protocol == channels::V5;
-    Ok(ws
-        .protocols([protocol])
-        .on_upgrade(move |socket| run(socket, v5, client, start).instrument(span)))
+    Ok(ws.on_upgrade(move |socket| run(socket, v5, client, start).instrument(span)))
 }
 
 /// The outcome for channel 3: upstream's Status for an exit code.

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, Request};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request};
 use axum::http::{HeaderMap, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -202,7 +202,8 @@ async fn group_version(group: String, version: String) -> Response {
     }
 }
 
-/// One request under `/api/v1/` or `/apis/<group>/<version>/`.
+/// One request under `/api/v1/` or `/apis/<group>/<version>/`: what the REST handlers need
+/// of it, gathered once for both routes.
 struct RestRequest {
     store: Store,
     method: Method,
@@ -213,49 +214,42 @@ struct RestRequest {
     body: Body,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn core_rest(
-    Extension(store): Extension<Store>,
-    method: Method,
-    Path(rest): Path<String>,
-    Query(query): Query<rest::Query>,
-    RawQuery(raw_query): RawQuery,
-    headers: HeaderMap,
-    ws: Option<WebSocketUpgrade>,
-    body: Body,
-) -> Response {
-    let req = RestRequest {
-        store,
-        method,
-        query,
-        raw_query,
-        headers,
-        ws,
-        body,
-    };
+#[axum::async_trait]
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RestRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        use axum::extract::FromRequestParts as _;
+        let (mut parts, body) = request.into_parts();
+        let Extension(store) = Extension::<Store>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Query(query) = Query::<rest::Query>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|e| Status::bad_request(e.body_text()).into_response())?;
+        let ws = WebSocketUpgrade::from_request_parts(&mut parts, state)
+            .await
+            .ok();
+        Ok(RestRequest {
+            store,
+            raw_query: parts.uri.query().map(str::to_string),
+            method: parts.method,
+            query,
+            headers: parts.headers,
+            ws,
+            body,
+        })
+    }
+}
+
+async fn core_rest(Path(rest): Path<String>, req: RestRequest) -> Response {
     serve_rest(req, "", "v1", &rest).await
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn group_rest(
-    Extension(store): Extension<Store>,
-    method: Method,
     Path((group, version, rest)): Path<(String, String, String)>,
-    Query(query): Query<rest::Query>,
-    RawQuery(raw_query): RawQuery,
-    headers: HeaderMap,
-    ws: Option<WebSocketUpgrade>,
-    body: Body,
+    req: RestRequest,
 ) -> Response {
-    let req = RestRequest {
-        store,
-        method,
-        query,
-        raw_query,
-        headers,
-        ws,
-        body,
-    };
     serve_rest(req, &group, &version, &rest).await
 }
 

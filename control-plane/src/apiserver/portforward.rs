@@ -140,15 +140,7 @@ pub async fn serve(
             "unable to forward port because pod is not running. Current status={phase}"
         )));
     }
-    let ws = ws.ok_or_else(|| Status::bad_request("Upgrade request required".into()))?;
-    let protocol = channels::choose(headers, &[channels::SPDY_TUNNEL, channels::V4])
-        .ok_or_else(|| {
-            Status::bad_request(format!(
-                "unable to upgrade connection: none of the offered stream protocols is supported; use {} or {}",
-                channels::SPDY_TUNNEL,
-                channels::V4
-            ))
-        })?;
+    let (ws, protocol) = channels::negotiate(headers, ws, &[channels::SPDY_TUNNEL, channels::V4])?;
     let ports = ports(params)?;
     if protocol == channels::V4 && ports.is_empty() {
         return Err(Status::bad_request(
@@ -164,7 +156,7 @@ pub async fn serve(
         pod: pod_name,
         pod_uid,
     };
-    Ok(ws.protocols([protocol]).on_upgrade(move |socket| {
+    Ok(ws.on_upgrade(move |socket| {
         async move {
             if protocol == channels::V4 {
                 channel_session(socket, target, ports).await
