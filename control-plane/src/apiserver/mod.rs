@@ -1,9 +1,10 @@
 //! The Kubernetes-compatible API server: HTTPS with client-certificate authentication against
 //! the cluster CA, serving the Kubernetes REST API from the replicated store.
 //!
-//! So far it serves what every client asks before anything else (`/version`, from which kubectl
-//! picks its bundled version; discovery; health) and core/v1 Namespaces, stored through
-//! [`registry`] in the replicated store.
+//! This module accepts connections, authenticates and authorizes each request, and routes it:
+//! discovery, OpenAPI and health to their modules, resource paths to the generic REST layer
+//! ([`rest`], storing through [`registry`]), and the streaming pod subresources (exec,
+//! portforward) to the WebSocket bridges that reach the pod's node agent.
 
 mod agent;
 mod authn;
