@@ -69,7 +69,7 @@ impl ImageStore {
             });
         };
         drop(extracted);
-        tracing::info!(count = images.len(), "images imported");
+        tracing::debug!(count = images.len(), "images imported");
         Ok(images)
     }
 
@@ -235,6 +235,7 @@ impl ImageStore {
         digest: &Digest,
         locate: &dyn Fn(&Digest) -> Result<PathBuf, ImageError>,
     ) -> Result<Image, ImageError> {
+        let _span = tracing::info_span!("image_store", image = %reference).entered();
         let config_digest = manifest.config.digest()?;
         if !self.has_blob(&config_digest) {
             self.ingest_file(

@@ -271,7 +271,7 @@ impl ImageStore {
             store.image_from_record(&record)
         })
         .await?;
-        tracing::info!(digest = %manifest_digest, "image pulled");
+        tracing::debug!(digest = %manifest_digest, "image pulled");
         progress(PullProgress::Done {
             reference: image.reference.clone(),
             digest: image.digest.clone(),

@@ -410,6 +410,7 @@ impl ImageStore {
     /// The image `reference` names (normalised like a pull; a bare manifest digest works
     /// too), or `None` when it is not in the store.
     pub fn get(&self, reference: &str) -> Result<Option<Image>, ImageError> {
+        let _span = tracing::debug_span!("image_get", image = reference).entered();
         let index = self.load_index()?;
         let Some(key) = Self::resolve(&index, reference)?.into_iter().next() else {
             return Ok(None);
@@ -468,6 +469,7 @@ impl ImageStore {
     /// Removes `reference` from the index and deletes the blobs and layers no other image
     /// uses. A bare manifest digest removes every reference to that image.
     pub fn remove(&self, reference: &str) -> Result<RemoveReport, ImageError> {
+        let _span = tracing::info_span!("image_remove", image = reference).entered();
         let _gc = self.lock_exclusive()?;
         let removed = {
             let _l = self.lock("index.lock", true)?;
@@ -483,7 +485,7 @@ impl ImageStore {
             keys
         };
         let freed_bytes = self.sweep()?;
-        tracing::info!(?removed, freed_bytes, "images removed");
+        tracing::debug!(?removed, freed_bytes, "images removed");
         Ok(RemoveReport {
             removed,
             freed_bytes,
@@ -498,6 +500,7 @@ impl ImageStore {
         threshold_bytes: u64,
         keep: &HashSet<String>,
     ) -> Result<GcReport, ImageError> {
+        let _span = tracing::info_span!("image_gc", threshold_bytes).entered();
         let _gc = self.lock_exclusive()?;
         let usage_before = self.disk_usage()?;
         let mut report = GcReport {
@@ -529,6 +532,7 @@ impl ImageStore {
             if usage <= threshold_bytes {
                 break;
             }
+            let _span = tracing::info_span!("image_remove", image = %reference).entered();
             {
                 let _l = self.lock("index.lock", true)?;
                 let mut index = self.load_index()?;
@@ -634,4 +638,172 @@ fn syncfs(path: &Path) -> Result<(), ImageError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes an OCI layout directory with one image per (name, payload size): each has a
+    /// single uncompressed layer holding one file of that size.
+    fn layout(dir: &Path, images: &[(&str, usize)]) {
+        let blobs = dir.join("blobs/sha256");
+        fs::create_dir_all(&blobs).unwrap();
+        let put = |bytes: &[u8]| -> (String, usize) {
+            let d = Digest::of(bytes);
+            fs::write(blobs.join(d.hex()), bytes).unwrap();
+            (d.to_string(), bytes.len())
+        };
+        let mut entries = Vec::new();
+        for (name, size) in images {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_path(format!("data-{name}")).unwrap();
+            h.set_size(*size as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_700_000_000);
+            h.set_cksum();
+            b.append(&h, &vec![b'x'; *size][..]).unwrap();
+            let tar = b.into_inner().unwrap();
+            let (layer, layer_size) = put(&tar);
+            let config = format!(
+                r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{layer}"]}}}}"#
+            );
+            let (config, config_size) = put(config.as_bytes());
+            let manifest = format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":{layer_size}}}]}}"#
+            );
+            let (manifest, manifest_size) = put(manifest.as_bytes());
+            entries.push(format!(
+                r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest}","size":{manifest_size},"annotations":{{"org.opencontainers.image.ref.name":"skiff.test/{name}:v1"}}}}"#
+            ));
+        }
+        fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        fs::write(
+            dir.join("index.json"),
+            format!(
+                r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
+                entries.join(",")
+            ),
+        )
+        .unwrap();
+    }
+
+    fn set_last_used(store: &ImageStore, reference: &str, t: u64) {
+        let mut index = store.load_index().unwrap();
+        index.images.get_mut(reference).unwrap().last_used = t;
+        index
+            .save(&store.index_path(), &store.temp_path("index"))
+            .unwrap();
+    }
+
+    #[test]
+    fn gc_removes_least_recently_used_until_under_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("layout");
+        layout(
+            &src,
+            &[
+                ("a", 300_000),
+                ("b", 300_000),
+                ("c", 300_000),
+                ("d", 300_000),
+            ],
+        );
+        let store = ImageStore::open(dir.path().join("store")).unwrap();
+        let imported = store.import(&src).unwrap();
+        assert_eq!(imported.len(), 4);
+        let refs: Vec<String> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| format!("skiff.test/{n}:v1"))
+            .collect();
+        for (i, r) in refs.iter().enumerate() {
+            set_last_used(&store, r, 1000 + i as u64);
+        }
+        // a is the oldest but kept; b and c are the next oldest.
+        store.mark_used(&refs[3]).unwrap();
+        let usage = store.disk_usage().unwrap();
+        assert!(
+            usage > 4 * 2 * 300_000,
+            "blob + unpacked copy per image: {usage}"
+        );
+        let keep: HashSet<String> = [refs[0].clone()].into();
+        let report = store
+            .garbage_collect(usage - 2 * 600_000 + 1, &keep)
+            .unwrap();
+        assert_eq!(report.removed, vec![refs[1].clone(), refs[2].clone()]);
+        assert!(report.usage_after < report.usage_before);
+        let left: Vec<String> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|i| i.reference)
+            .collect();
+        assert_eq!(left, vec![refs[0].clone(), refs[3].clone()]);
+        assert!(store.get(&refs[1]).unwrap().is_none());
+        let a = store.get("skiff.test/a:v1").unwrap().unwrap();
+        assert_eq!(a.layers.len(), 1);
+        assert!(a.layers[0].join("data-a").is_file());
+        // Under the threshold already: nothing happens.
+        let report = store.garbage_collect(u64::MAX, &HashSet::new()).unwrap();
+        assert!(report.removed.is_empty());
+        // Nothing kept and a zero threshold: everything goes, blobs and layers too.
+        store.garbage_collect(0, &HashSet::new()).unwrap();
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(
+            store.disk_usage().unwrap(),
+            fs::metadata(store.root().join("blobs/sha256"))
+                .unwrap()
+                .blocks()
+                * 512
+                + fs::metadata(store.root().join("layers/sha256"))
+                    .unwrap()
+                    .blocks()
+                    * 512
+        );
+    }
+
+    #[test]
+    fn get_accepts_references_and_manifest_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("layout");
+        layout(&src, &[("x", 10)]);
+        let store = ImageStore::open(dir.path().join("store")).unwrap();
+        let img = store.import(&src).unwrap().remove(0);
+        assert_eq!(img.reference, "skiff.test/x:v1");
+        assert_eq!(img.config.rootfs().diff_ids().len(), 1);
+        let by_digest = store.get(&img.digest).unwrap().unwrap();
+        assert_eq!(by_digest.reference, img.reference);
+        assert!(store.get("skiff.test/y:v1").unwrap().is_none());
+        assert!(matches!(
+            store.get("Not/Valid"),
+            Err(ImageError::InvalidReference { .. })
+        ));
+        assert!(matches!(
+            store.remove("skiff.test/y:v1"),
+            Err(ImageError::NotPresent(_))
+        ));
+    }
+
+    #[test]
+    fn a_corrupt_blob_in_a_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("layout");
+        layout(&src, &[("x", 10)]);
+        // Flip the layer's content but keep its name (digest).
+        for e in fs::read_dir(src.join("blobs/sha256")).unwrap() {
+            let p = e.unwrap().path();
+            let mut bytes = fs::read(&p).unwrap();
+            if bytes.len() > 1000 {
+                bytes[600] ^= 1;
+                fs::write(&p, bytes).unwrap();
+            }
+        }
+        let store = ImageStore::open(dir.path().join("store")).unwrap();
+        let err = store.import(&src).unwrap_err();
+        assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+        assert!(store.list().unwrap().is_empty());
+    }
 }
