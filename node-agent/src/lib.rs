@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The node agent: runs pods' containers on this host and routes service traffic.
 //!
 //! Built out piece by piece; so far the image store (`image`).

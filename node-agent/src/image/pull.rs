@@ -298,7 +298,7 @@ impl<'a> Puller<'a> {
     ) -> Result<Self, ImageError> {
         let registry = reference.resolve_registry().to_string();
         let plain_http = reference::is_loopback_registry(&registry)
-            || opts.insecure_registries.iter().any(|r| *r == registry);
+            || opts.insecure_registries.contains(&registry);
         let config = ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::HttpsExcept(vec![registry.clone()])
