@@ -6,6 +6,9 @@
 #   etcd-server  -> etcd (v3.4), used only by benchmarks as a baseline
 #   nftables     -> nft, used by the tests to partition members
 #   python3-venv -> a venv for the official Python client the API tests drive
+#   busybox-static   -> /bin/busybox, packaged into OCI test images by the image store tests
+#   docker-registry  -> a local OCI registry (v2 API) on 127.0.0.1 that the image tests pull from
+#   apache2-utils    -> htpasswd (bcrypt), for the registry's basic-auth variant in the image tests
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -22,6 +25,9 @@ PACKAGES=(
     etcd-server
     python3
     python3-venv
+    busybox-static
+    docker-registry
+    apache2-utils
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -50,6 +56,8 @@ fi
 # (ignore failures: there may be no init system, e.g. in containers).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl disable --now etcd >/dev/null 2>&1 || true
+    # Likewise docker-registry's service would hold port 5000; tests start their own registries.
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
 # Rust toolchain: use rustup's cargo if it exists; never download one.

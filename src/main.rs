@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_api;
+mod image_cmd;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Init(store_cmd::InitArgs),
     /// Run a store member, or manage store snapshots.
     Store(Box<store_cmd::StoreArgs>),
+    /// Manage the node's image store: pull, list, remove and import images.
+    Image(image_cmd::ImageArgs),
     /// Measure performance.
     Bench {
         #[command(subcommand)]
@@ -44,6 +47,7 @@ fn main() {
     let result = match cli.command {
         Command::Init(args) => store_cmd::init(args),
         Command::Store(args) => store_cmd::run(*args),
+        Command::Image(args) => image_cmd::run(args),
         Command::Bench { what } => bench::run(what),
     };
     if let Err(e) = result {

@@ -1,3 +1,6 @@
+#![warn(missing_docs)]
 //! The node agent: runs pods' containers on this host and routes service traffic.
 //!
-//! It is built out in later milestones; the crate exists so the workspace layout is fixed.
+//! Built out piece by piece; so far the image store (`image`).
+
+pub mod image;

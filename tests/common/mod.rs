@@ -5,4 +5,5 @@
 pub mod agent_standin;
 pub mod cluster;
 pub mod control_plane;
+pub mod images;
 pub mod linearizability;
