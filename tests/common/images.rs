@@ -508,6 +508,7 @@ impl Registry {
         use oci_client::client::{ClientConfig, ClientProtocol};
         use oci_client::secrets::RegistryAuth;
         let reference: oci_client::Reference = self.reference(repo, tag).parse().unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = oci_client::Client::new(ClientConfig {
             protocol: ClientProtocol::Http,
             ..Default::default()

@@ -311,6 +311,9 @@ impl<'a> Puller<'a> {
             platform_resolver: None,
             ..ClientConfig::default()
         };
+        // The HTTP client's TLS uses the process-wide rustls provider; the first caller installs
+        // ring, the one provider the workspace links.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::try_from(config).map_err(|e| ImageError::Registry {
             registry: registry.clone(),
             detail: format!("setting up the HTTP client: {e}"),
