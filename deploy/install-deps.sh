@@ -6,6 +6,8 @@
 #   etcd-server  -> etcd (v3.4), used only by benchmarks as a baseline
 #   nftables     -> nft, used by the tests to partition members
 #   python3-venv -> a venv for the official Python client the API tests drive
+#   busybox-static -> /bin/busybox, the root filesystem layer of the container runtime tests
+#   crun         -> a reference OCI runtime: the runtime tests and benchmark run our bundles under it
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -22,6 +24,8 @@ PACKAGES=(
     etcd-server
     python3
     python3-venv
+    busybox-static
+    crun
 )
 
 if [ "$(id -u)" -ne 0 ]; then

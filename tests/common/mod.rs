@@ -6,3 +6,4 @@ pub mod agent_standin;
 pub mod cluster;
 pub mod control_plane;
 pub mod linearizability;
+pub mod runtime;
