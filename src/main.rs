@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_runtime;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};
@@ -47,8 +48,9 @@ fn main() {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,raft=warn,libcgroups=error")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

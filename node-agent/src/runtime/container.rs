@@ -9,7 +9,6 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -330,33 +329,25 @@ impl Runtime {
     /// closed the pipe without a word).
     fn spawn_shim(&self, id: &str, bundle: &Path) -> Result<String, RuntimeError> {
         let (ready_r, ready_w) = sys::pipe_cloexec().map_err(io_err("pipe", bundle))?;
-        let ready_raw = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
+        // The ready pipe becomes the shim's stdout: std then spawns with posix_spawn (no
+        // pre-exec hook, no fork of this large multi-threaded process), and no other child
+        // can inherit the pipe.
         let args = ShimArgs {
             bundle: bundle.to_path_buf(),
-            ready_fd: ready_raw,
+            ready_fd: 1,
         };
         let mut cmd = Command::new(&self.shim);
         cmd.args(args.to_args())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(ready_w))
             .stderr(Stdio::null())
             .current_dir("/");
-        // SAFETY: the closure runs between fork and exec and only calls fcntl, which is
-        // async-signal-safe; it keeps the ready pipe's write end open across exec in this one
-        // child.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::fcntl(ready_raw, libc::F_SETFD, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let mut child = cmd.spawn().map_err(|source| RuntimeError::Spawn {
             path: self.shim.clone(),
             source,
         })?;
-        drop(ready_w);
+        // The command holds our copy of the write end; close it so a dead shim reads as EOF.
+        drop(cmd);
         // The spawned process forks the real shim and exits at once.
         let _ = child.wait();
 
@@ -519,9 +510,11 @@ impl Runtime {
                     tracing::warn!("kill before delete: {e}");
                 }
             }
-            // Let the shim record the exit and let go of the cgroup's processes.
-            if let Some(pidfd) = self.shim_pidfd(&paths) {
-                let _ = sys::wait_readable(pidfd.as_fd(), Duration::from_secs(10));
+            // Let the shim record the exit (it has nothing left to do once it has).
+            if !paths.bundle.exit().exists() {
+                if let Some(pidfd) = self.shim_pidfd(&paths) {
+                    let _ = sys::wait_readable(pidfd.as_fd(), Duration::from_secs(10));
+                }
             }
             if let Err(e) = c.delete(true) {
                 first_err.get_or_insert(lc_err(id, "delete")(e));

@@ -67,7 +67,7 @@ pub struct ShimConfig {
 pub struct ShimArgs {
     /// The bundle directory.
     pub bundle: PathBuf,
-    /// The inherited write end of the agent's ready pipe.
+    /// The inherited write end of the agent's ready pipe (may be 1: stdout).
     pub ready_fd: RawFd,
 }
 
@@ -119,17 +119,27 @@ pub fn main(args: &[OsString]) -> i32 {
             return 2;
         }
     };
-    if args.ready_fd <= 2 || !sys::fd_is_open(args.ready_fd) {
+    if !sys::fd_is_open(args.ready_fd) {
         eprintln!(
             "skiff shim: --ready-fd {} is not an open descriptor",
             args.ready_fd
         );
         return 2;
     }
-    // SAFETY: the agent passed this descriptor to us for our exclusive use and nothing else in
-    // this process refers to it.
-    let ready = unsafe { OwnedFd::from_raw_fd(args.ready_fd) };
-    let _ = sys::set_cloexec(ready.as_fd(), true);
+    // The agent may pass the pipe as stdout (so it can spawn without a pre-exec hook); move
+    // it above stdio, close-on-exec, before stdio is pointed at the shim log.
+    let ready = match sys::dup_cloexec_above_stdio(args.ready_fd) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("skiff shim: duplicating --ready-fd {}: {e}", args.ready_fd);
+            return 2;
+        }
+    };
+    if args.ready_fd > 2 {
+        // SAFETY: the agent passed this descriptor to us alone and it has just been duplicated;
+        // nothing else in this process refers to the original number.
+        drop(unsafe { OwnedFd::from_raw_fd(args.ready_fd) });
+    }
 
     // Detach from the agent: the spawned process exits at once (the agent reaps it) and the
     // child carries on in its own session.
@@ -181,15 +191,29 @@ fn redirect_stdio(log: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `tracing` to the shim log (stderr); `SKIFF_SHIM_LOG` sets the filter (default `info`).
+/// `tracing` to the shim log (stderr). `SKIFF_SHIM_LOG` sets an env-filter; without it a
+/// fixed filter (info, libcgroups' per-controller "not supported" warnings muted) avoids
+/// compiling filter regexes on every container start.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_SHIM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(false)
-        .with_writer(io::stderr)
-        .try_init();
+        .with_writer(io::stderr);
+    let _ = match std::env::var("SKIFF_SHIM_LOG") {
+        Ok(f) => tracing_subscriber::registry()
+            .with(fmt)
+            .with(tracing_subscriber::EnvFilter::new(f))
+            .try_init(),
+        Err(_) => tracing_subscriber::registry()
+            .with(fmt)
+            .with(
+                tracing_subscriber::filter::Targets::new()
+                    .with_default(tracing::Level::INFO)
+                    .with_target("libcgroups", tracing::Level::ERROR),
+            )
+            .try_init(),
+    };
 }
 
 /// Errors the shim reports before giving up.

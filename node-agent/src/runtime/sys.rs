@@ -5,23 +5,12 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// A pipe whose both ends close on exec, so no other child inherits them by accident.
 pub fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)
-}
-
-/// Sets or clears close-on-exec on a descriptor.
-pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    let flags = if on {
-        FdFlag::FD_CLOEXEC
-    } else {
-        FdFlag::empty()
-    };
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(flags)).map_err(io::Error::from)?;
-    Ok(())
 }
 
 /// Sets O_NONBLOCK on a descriptor.
@@ -64,4 +53,11 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> 
 /// True when `fd` is an open descriptor in this process.
 pub fn fd_is_open(fd: RawFd) -> bool {
     fcntl(fd, FcntlArg::F_GETFD).is_ok()
+}
+
+/// Duplicates `fd` to a new close-on-exec descriptor numbered 3 or above.
+pub fn dup_cloexec_above_stdio(fd: RawFd) -> io::Result<OwnedFd> {
+    let new = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(io::Error::from)?;
+    // SAFETY: F_DUPFD_CLOEXEC just returned this new descriptor; we are its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
