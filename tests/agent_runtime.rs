@@ -133,6 +133,11 @@ fn overlay_writes_go_to_the_upper_dir_and_delete_removes_everything() {
         "leftover mounts: {:?}",
         mounts_under(env.dir.path())
     );
+    // The writable layer is renamed away at once and removed in the background.
+    assert!(
+        wait_until(T, Duration::from_millis(10), || env.rt().trash_is_empty()),
+        "trash not emptied"
+    );
     assert!(
         !rootfs.exists()
             && !paths.bundle.dir.exists()

@@ -24,6 +24,7 @@ use super::layout::{valid_id, ContainerPaths, RuntimeDirs};
 use super::rootfs::{self, Overlay, RootfsError};
 use super::shim::{ShimArgs, ShimConfig};
 use super::sys;
+use super::trash::Trash;
 
 /// Why a runtime operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +194,7 @@ pub struct Runtime {
     shim: PathBuf,
     cgroups: CgroupLayout,
     start_timeout: Duration,
+    trash: Trash,
 }
 
 /// How long [`Runtime::create_and_start`] waits for the shim by default.
@@ -202,16 +204,19 @@ impl Runtime {
     /// A runtime over `dirs` using `shim_binary` (the `skiff` binary; it is run as
     /// `skiff shim ...`). Creates the directories.
     pub fn new(dirs: RuntimeDirs, shim_binary: PathBuf) -> Result<Self, RuntimeError> {
-        for d in [&dirs.state, &dirs.bundles, &dirs.rw] {
+        for d in [&dirs.state, &dirs.bundles, &dirs.rw, &dirs.trash] {
             std::fs::create_dir_all(d).map_err(io_err("create", d))?;
         }
         let cgroups =
             CgroupLayout::detect().map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
+        let trash =
+            Trash::new(&dirs.trash).map_err(io_err("start trash worker in", &dirs.trash))?;
         Ok(Runtime {
             dirs,
             shim: shim_binary,
             cgroups,
             start_timeout: DEFAULT_START_TIMEOUT,
+            trash,
         })
     }
 
@@ -224,6 +229,11 @@ impl Runtime {
     /// The directories in use.
     pub fn dirs(&self) -> &RuntimeDirs {
         &self.dirs
+    }
+
+    /// True when deleted containers' writable layers have all been removed from disk.
+    pub fn trash_is_empty(&self) -> bool {
+        self.trash.is_empty()
     }
 
     /// The cgroup layout detected at start.
@@ -533,8 +543,12 @@ impl Runtime {
                 });
             }
         }
-        if let Err(e) = rootfs::remove(&paths.bundle.rootfs(), &[&paths.rw_dir]) {
+        let rootfs = paths.bundle.rootfs();
+        if let Err(e) = rootfs::unmount(&rootfs).and_then(|()| rootfs::remove_dir(&rootfs)) {
             first_err.get_or_insert(e.into());
+        }
+        if let Err(e) = self.trash.discard(&paths.rw_dir) {
+            first_err.get_or_insert(io_err("remove", &paths.rw_dir)(e));
         }
         if let Err(e) = rootfs::remove_dir(&paths.bundle.dir) {
             first_err.get_or_insert(e.into());

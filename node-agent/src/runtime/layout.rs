@@ -10,6 +10,7 @@
 //!     shim.log                 the shim's own log, libcontainer's errors included
 //!     exit.json                how the container ended (written once, atomically)
 //! <data>/containers/<id>/      upper/ and work/ of the overlay (on disk, not tmpfs)
+//! <data>/trash/<id>.<n>/       a deleted container's upper/work, being removed in the background
 //! ```
 //!
 //! `<run>` is normally `/run/skiff/runtime` (gone at reboot, as the containers are) and `<data>`
@@ -26,6 +27,9 @@ pub struct RuntimeDirs {
     pub bundles: PathBuf,
     /// One directory per container for the overlay's upper and work dirs.
     pub rw: PathBuf,
+    /// Deleted containers' upper and work dirs, renamed here and removed in the background
+    /// (same filesystem as `rw`).
+    pub trash: PathBuf,
 }
 
 impl RuntimeDirs {
@@ -36,6 +40,7 @@ impl RuntimeDirs {
             state: run_root.join("state"),
             bundles: run_root.join("bundles"),
             rw: data_root.join("containers"),
+            trash: data_root.join("trash"),
         }
     }
 

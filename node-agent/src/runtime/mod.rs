@@ -11,6 +11,7 @@
 //! | [`exit`] | the exit record the shim writes and the agent reads |
 //! | [`cgroup`] | cgroup v1/v2 layout, OOM-kill counter, leftover removal |
 //! | [`layout`] | where everything lives on disk |
+//! | [`trash`] | background removal of deleted containers' writable layers |
 
 pub mod cgroup;
 pub mod container;
@@ -21,6 +22,7 @@ pub mod rootfs;
 pub mod shim;
 pub mod spec;
 mod sys;
+pub mod trash;
 
 pub use container::{
     ContainerHandle, ContainerState, CreateRequest, Runtime, RuntimeError, Status,

@@ -105,8 +105,10 @@ impl Overlay {
             .map(|l| escape(l))
             .collect::<Result<Vec<_>, _>>()?
             .join(":");
+        // volatile: no syncs of the upper filesystem (on umount either). A container's
+        // writable layer never outlives a reboot, so there is nothing to keep consistent.
         let opts = format!(
-            "lowerdir={lower},upperdir={},workdir={}",
+            "lowerdir={lower},upperdir={},workdir={},volatile",
             escape(&self.upper)?,
             escape(&self.work)?
         );
@@ -170,16 +172,6 @@ pub fn unmount(target: &Path) -> Result<(), RootfsError> {
     }
 }
 
-/// Unmounts the overlay and removes the target, upper and work directories.
-pub fn remove(overlay_target: &Path, rw_dirs: &[&Path]) -> Result<(), RootfsError> {
-    unmount(overlay_target)?;
-    remove_dir(overlay_target)?;
-    for d in rw_dirs {
-        remove_dir(d)?;
-    }
-    Ok(())
-}
-
 /// Removes a directory tree; one that is already gone is fine.
 pub fn remove_dir(dir: &Path) -> Result<(), RootfsError> {
     match std::fs::remove_dir_all(dir) {
@@ -239,7 +231,7 @@ mod tests {
     fn lowerdir_is_top_first() {
         assert_eq!(
             ov(&["/l/base", "/l/mid", "/l/top"]).options().unwrap(),
-            "lowerdir=/l/top:/l/mid:/l/base,upperdir=/c/upper,workdir=/c/work"
+            "lowerdir=/l/top:/l/mid:/l/base,upperdir=/c/upper,workdir=/c/work,volatile"
         );
     }
 
@@ -247,7 +239,7 @@ mod tests {
     fn escapes_and_rejects() {
         assert_eq!(
             ov(&["/l/a:b"]).options().unwrap(),
-            "lowerdir=/l/a\\:b,upperdir=/c/upper,workdir=/c/work"
+            "lowerdir=/l/a\\:b,upperdir=/c/upper,workdir=/c/work,volatile"
         );
         assert!(matches!(
             ov(&["/l/a,b"]).options(),
