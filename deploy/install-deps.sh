@@ -9,6 +9,8 @@
 #   busybox-static   -> /bin/busybox, packaged into OCI test images by the image store tests
 #   docker-registry  -> a local OCI registry (v2 API) on 127.0.0.1 that the image tests pull from
 #   apache2-utils    -> htpasswd (bcrypt), for the registry's basic-auth variant in the image tests
+#   busybox-static -> /bin/busybox, the root filesystem layer of the container runtime tests
+#   crun         -> a reference OCI runtime: the runtime tests and benchmark run our bundles under it
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -28,6 +30,7 @@ PACKAGES=(
     busybox-static
     docker-registry
     apache2-utils
+    crun
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -14,6 +14,8 @@ pub enum BenchCommand {
     Store(StoreBench),
     /// Create, update and list pods through the Kubernetes API.
     Api(crate::bench_api::ApiBench),
+    /// Container create, start, exit and delete through the node agent's runtime, against crun.
+    Runtime(crate::bench_runtime::RuntimeBench),
 }
 
 #[derive(Args)]
@@ -47,6 +49,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             rt.block_on(store(b))
         }
         BenchCommand::Api(b) => crate::bench_api::run(b),
+        BenchCommand::Runtime(b) => crate::bench_runtime::run(b),
     }
 }
 

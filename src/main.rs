@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_runtime;
 mod image_cmd;
 mod store_cmd;
 
@@ -33,22 +34,35 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Supervise one container; the node agent starts it (see skiff_node_agent::runtime::shim).
+    #[command(hide = true, disable_help_flag = true)]
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() {
+    let cli = Cli::parse();
+    // The shim must stay single-threaded until libcontainer has cloned the container: it sets
+    // up its own logging and never starts a tokio runtime.
+    if let Command::Shim { args } = &cli.command {
+        std::process::exit(skiff_node_agent::runtime::shim::main(args));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,raft=warn,libcgroups=error")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(args) => store_cmd::init(args),
         Command::Store(args) => store_cmd::run(*args),
         Command::Image(args) => image_cmd::run(args),
         Command::Bench { what } => bench::run(what),
+        Command::Shim { .. } => unreachable!("handled above"),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

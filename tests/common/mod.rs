@@ -7,3 +7,4 @@ pub mod cluster;
 pub mod control_plane;
 pub mod images;
 pub mod linearizability;
+pub mod runtime;

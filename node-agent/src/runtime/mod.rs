@@ -1,0 +1,35 @@
+//! The container runtime core: OCI specs, overlay root filesystems, and containers run by a
+//! per-container shim on youki's libcontainer.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`spec`] | image defaults + container description → OCI runtime spec |
+//! | [`rootfs`] | overlayfs mount of the image layers with a per-container upper dir |
+//! | [`shim`] | `skiff shim`: creates, starts and supervises one container, logs, exit record |
+//! | [`container`] | the agent's API: create/start, state, kill, wait, delete, list |
+//! | [`cri_log`] | CRI-format log lines and size-based rotation |
+//! | [`exit`] | the exit record the shim writes and the agent reads |
+//! | [`cgroup`] | cgroup v1/v2 layout, OOM-kill counter, leftover removal |
+//! | [`layout`] | where everything lives on disk |
+//! | [`trash`] | background removal of deleted containers' writable layers |
+
+pub mod cgroup;
+pub mod container;
+pub mod cri_log;
+pub mod exit;
+pub mod layout;
+pub mod rootfs;
+pub mod shim;
+pub mod spec;
+mod sys;
+pub mod trash;
+
+pub use container::{
+    ContainerHandle, ContainerState, CreateRequest, Runtime, RuntimeError, Status,
+};
+pub use cri_log::LogRotation;
+pub use exit::{ExitReason, ExitStatus};
+pub use layout::RuntimeDirs;
+/// The OCI spec types libcontainer uses, re-exported so callers link only one version.
+pub use libcontainer::oci_spec;
+pub use spec::{ContainerConfig, ImageDefaults};
