@@ -28,6 +28,9 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Root and busybox-static, or a loud skip.
 pub fn require_runtime(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("\n*** SKIPPING {test}: the container runtime tests need root\n");
+    }
     if !require_root(test) {
         return false;
     }

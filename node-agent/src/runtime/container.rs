@@ -464,6 +464,8 @@ impl Runtime {
     /// Waits until the container has exited and its shim has recorded how, up to `timeout`.
     /// Waits on the shim's pidfd: no polling.
     pub fn wait(&self, id: &str, timeout: Duration) -> Result<ExitStatus, RuntimeError> {
+        let span = tracing::debug_span!("wait", container = %id);
+        let _enter = span.enter();
         let paths = self.paths(id)?;
         if let Some(e) = self.exit_status(id)? {
             return Ok(e);
