@@ -247,6 +247,17 @@ impl Drop for RuntimeEnv {
                 eprintln!("[harness] removing cgroup {}: {e}", self.cgroup_parent);
             }
         }
+        // The shared parent goes with the last environment: rmdir of a cgroup fails while it
+        // has children, so this never touches another test's cgroups.
+        for hierarchy in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = fs::remove_dir(hierarchy.path().join(CGROUP_ROOT.trim_start_matches('/')));
+        }
+        let _ =
+            fs::remove_dir(Path::new("/sys/fs/cgroup").join(CGROUP_ROOT.trim_start_matches('/')));
         unmount_under(self.dir.path());
     }
 }
