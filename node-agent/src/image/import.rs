@@ -20,7 +20,7 @@ use super::manifest::{
     MAX_MANIFEST_BYTES, OCI_MANIFEST,
 };
 use super::reference;
-use super::store::{now_secs, Image, ImageStore, TempPath};
+use super::store::{now_secs, read_limited, Image, ImageStore, TempPath};
 use super::unpack::Compression;
 
 /// Annotation containerd and Docker put on index.json entries: the full reference.
@@ -244,20 +244,8 @@ impl ImageStore {
                 "image config",
             )?;
         }
-        let config_bytes = self.read_blob(&config_digest, MAX_CONFIG_BYTES)?;
-        let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
-            .map_err(|e| ImageError::malformed(format!("image config {config_digest}"), e))?;
+        let config = self.read_config(&config_digest, manifest.layers.len())?;
         let diff_ids = config.rootfs().diff_ids();
-        if diff_ids.len() != manifest.layers.len() {
-            return Err(ImageError::malformed(
-                format!("image config {config_digest}"),
-                format!(
-                    "it lists {} diff ids for {} layers",
-                    diff_ids.len(),
-                    manifest.layers.len()
-                ),
-            ));
-        }
         let mut layers = Vec::new();
         for (desc, diff_id) in manifest.layers.iter().zip(diff_ids) {
             let blob = desc.digest()?;
@@ -345,21 +333,6 @@ fn inside(root: &Path, rel: &str) -> Result<PathBuf, ImageError> {
         return Err(bad("is not a file"));
     }
     Ok(canon)
-}
-
-fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ImageError> {
-    let f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
-    let mut buf = Vec::new();
-    f.take(limit + 1)
-        .read_to_end(&mut buf)
-        .ctx(|| format!("reading {}", path.display()))?;
-    if buf.len() as u64 > limit {
-        return Err(ImageError::TooLarge {
-            what: path.display().to_string(),
-            limit,
-        });
-    }
-    Ok(buf)
 }
 
 fn sniff(path: &Path) -> Result<Compression, ImageError> {

@@ -12,7 +12,6 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
-use oci_spec::image::ImageConfiguration;
 use std::fmt;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -207,20 +206,9 @@ impl ImageStore {
         }
         let store = self.clone();
         let cd = config_digest.clone();
-        let config_bytes = blocking(move || store.read_blob(&cd, MAX_CONFIG_BYTES)).await?;
-        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
-            .map_err(|e| ImageError::malformed(format!("image config {config_digest}"), e))?;
+        let n = manifest.layers.len();
+        let config = blocking(move || store.read_config(&cd, n)).await?;
         let diff_ids = config.rootfs().diff_ids();
-        if diff_ids.len() != manifest.layers.len() {
-            return Err(ImageError::malformed(
-                format!("image config {config_digest}"),
-                format!(
-                    "it lists {} diff ids for {} layers",
-                    diff_ids.len(),
-                    manifest.layers.len()
-                ),
-            ));
-        }
         if config.architecture().to_string() != host_arch() {
             tracing::warn!(arch = %config.architecture(), host = host_arch(), "image is for another architecture");
         }

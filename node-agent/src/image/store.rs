@@ -291,19 +291,26 @@ impl ImageStore {
 
     /// Reads a small blob (manifest or config) whole.
     pub(crate) fn read_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, ImageError> {
-        let path = self.blob_path(digest);
-        let f = File::open(&path).ctx(|| format!("opening {}", path.display()))?;
-        let mut buf = Vec::new();
-        f.take(limit + 1)
-            .read_to_end(&mut buf)
-            .ctx(|| format!("reading {}", path.display()))?;
-        if buf.len() as u64 > limit {
-            return Err(ImageError::TooLarge {
-                what: format!("blob {digest}"),
-                limit,
-            });
+        read_limited(&self.blob_path(digest), limit)
+    }
+
+    /// An image's config blob, checked against its manifest: one diff id per layer.
+    pub(crate) fn read_config(
+        &self,
+        config_digest: &Digest,
+        layers: usize,
+    ) -> Result<ImageConfiguration, ImageError> {
+        let bytes = self.read_blob(config_digest, MAX_CONFIG_BYTES)?;
+        let config: ImageConfiguration = serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::malformed(format!("image config {config_digest}"), e))?;
+        let diff_ids = config.rootfs().diff_ids().len();
+        if diff_ids != layers {
+            return Err(ImageError::malformed(
+                format!("image config {config_digest}"),
+                format!("it lists {diff_ids} diff ids for {layers} layers"),
+            ));
         }
-        Ok(buf)
+        Ok(config)
     }
 
     /// Unpacks the layer blob `blob` into `layers/sha256/<diff_id>` unless it is there already,
@@ -638,6 +645,22 @@ fn syncfs(path: &Path) -> Result<(), ImageError> {
         ));
     }
     Ok(())
+}
+
+/// A small file read whole; larger than `limit` is an error, not an allocation.
+pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ImageError> {
+    let f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+    let mut buf = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut buf)
+        .ctx(|| format!("reading {}", path.display()))?;
+    if buf.len() as u64 > limit {
+        return Err(ImageError::TooLarge {
+            what: path.display().to_string(),
+            limit,
+        });
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]
