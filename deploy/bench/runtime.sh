@@ -13,4 +13,4 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "runtime.sh: must run as root" >&2
     exit 1
 fi
-"$SKIFF" bench runtime --iterations "$ITERATIONS" --work-dir "$WORK_DIR"
+SKIFF_LOG=${SKIFF_LOG:-warn} "$SKIFF" bench runtime --iterations "$ITERATIONS" --work-dir "$WORK_DIR"
