@@ -125,7 +125,7 @@ pub async fn serve(
         loop {
             let cur = *revisions.borrow_and_update();
             while last < cur {
-                let events = match store.mvcc().events(last + 1, cur, STEP, true) {
+                let events = match store.mvcc().events(last + 1, cur, STEP, true, &prefix) {
                     Ok(ev) => ev,
                     Err(StoreError::Compacted { compact_revision }) => {
                         let s = Status::expired(format!(

@@ -566,15 +566,18 @@ impl Mvcc {
         }))
     }
 
-    /// Events with revisions in `[from, to]`, oldest first, whole revisions only, stopping once
-    /// at least `limit` are collected. `with_prev` fills in each event's previous key-value.
-    /// Fails with `Compacted` when `from` is below the compaction point.
+    /// Events with revisions in `[from, to]` on keys starting with `prefix` (empty: all keys),
+    /// oldest first, whole revisions only, stopping once at least `limit` are collected.
+    /// `with_prev` fills in each event's previous key-value, which costs a lookup per event, so
+    /// keys outside `prefix` are dropped before it. Fails with `Compacted` when `from` is below
+    /// the compaction point.
     pub fn events(
         &self,
         from: i64,
         to: i64,
         limit: usize,
         with_prev: bool,
+        prefix: &[u8],
     ) -> Result<Vec<Event>, StoreError> {
         let compacted = self.compacted()?;
         if from < compacted {
@@ -599,8 +602,11 @@ impl Mvcc {
                 if rev.main > to || (out.len() >= limit && rev.main != last_main) {
                     break 'rows;
                 }
-                last_main = rev.main;
                 let kv = decode_kv(kv)?;
+                if !kv.key.starts_with(prefix) {
+                    continue;
+                }
+                last_main = rev.main;
                 let prev_kv = if with_prev {
                     let prev = self.index.read().previous(&kv.key, rev);
                     match prev {
@@ -1481,8 +1487,10 @@ mod tests {
             ..Default::default()
         };
         m.apply(4, 1, &del).unwrap();
-        let evs = m.events(2, 4, 100, true).unwrap();
+        let evs = m.events(2, 4, 100, true, b"").unwrap();
         assert_eq!(evs.len(), 3);
+        assert_eq!(m.events(2, 4, 100, true, b"a").unwrap().len(), 3);
+        assert!(m.events(2, 4, 100, true, b"b").unwrap().is_empty());
         assert_eq!(evs[2].r#type, EventType::Delete as i32);
         assert_eq!(evs[2].prev_kv.as_ref().unwrap().value, b"2");
         let compact = Command {
@@ -1494,7 +1502,7 @@ mod tests {
         };
         m.apply(5, 1, &compact).unwrap();
         assert!(matches!(
-            m.events(2, 4, 100, false),
+            m.events(2, 4, 100, false, b""),
             Err(StoreError::Compacted {
                 compact_revision: 3
             })
@@ -1610,10 +1618,10 @@ mod tests {
         m.apply(5, 1, &put("b", "2")).unwrap();
         assert_eq!(m.tree.scan_prefix([keys::REVISION]).count(), 2);
         // Whole revisions: a limit of one still returns both changes of revision 4.
-        let evs = m.events(4, 5, 1, true).unwrap();
+        let evs = m.events(4, 5, 1, true, b"").unwrap();
         assert_eq!(evs.len(), 2);
         assert_eq!(evs[0].prev_kv.as_ref().unwrap().value, b"1");
-        assert_eq!(m.events(2, 5, 100, false).unwrap().len(), 5);
+        assert_eq!(m.events(2, 5, 100, false, b"").unwrap().len(), 5);
         let compact = |rev| Command {
             op: Some(Op::Compaction(pb::CompactionRequest {
                 revision: rev,
@@ -1633,6 +1641,6 @@ mod tests {
         drop(m);
         let m = Mvcc::open(&dir).unwrap();
         assert_eq!(get(&m, "a", 5)[0].value, b"2");
-        assert_eq!(m.events(5, 5, 10, false).unwrap().len(), 1);
+        assert_eq!(m.events(5, 5, 10, false, b"").unwrap().len(), 1);
     }
 }

@@ -161,6 +161,7 @@ async fn catch_up(
             current,
             EVENTS_PER_ROUND,
             watchers.values().any(|w| w.prev_kv),
+            b"",
         ) {
             Ok(e) => e,
             Err(StoreError::Compacted { compact_revision }) => {
