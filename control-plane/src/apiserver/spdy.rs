@@ -1724,7 +1724,8 @@ mod tests {
             let r = s.reader.read().await;
             (r, s)
         });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The test runtime is single-threaded: yielding lets the reader block on its read.
+        tokio::task::yield_now().await;
         client.rst(1, RST_CANCEL).await;
         let (r, s) = timeout(WAIT, pending).await.unwrap().unwrap();
         assert_eq!(r, None);
@@ -2145,7 +2146,8 @@ mod tests {
         });
         let mut got = Vec::new();
         while let Some(chunk) = timeout(WAIT, s.reader.read()).await.unwrap() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            // A slow consumer: the writer runs ahead until the bounded queue pushes back.
+            tokio::task::yield_now().await;
             got.push(chunk);
         }
         assert_eq!(got.len(), total);
