@@ -908,3 +908,42 @@ fn yaml_bodies_create_and_apply_objects() {
         "configmap/from-yaml\n"
     );
 }
+
+#[test]
+fn kubectl_prints_conflict_and_strict_decoding_errors_as_upstream() {
+    let name = "kubectl_prints_conflict_and_strict_decoding_errors";
+    if !require_tool(name, "kubectl") {
+        return;
+    }
+    let init = Init::start(name);
+    init.ok(&["create", "configmap", "c", "--from-literal=a=1"]);
+    // A replace carrying a resourceVersion that another write has since passed: 409.
+    let stale = init.ok(&["get", "configmap", "c", "-o", "json"]);
+    init.ok(&["label", "configmap", "c", "x=y"]);
+    let out = init.kubectl_in(&["replace", "-f", "-"], Some(stale.as_bytes()));
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "Error from server (Conflict): error when replacing \"STDIN\": Operation cannot be fulfilled on configmaps \"c\": the object has been modified; please apply your changes to the latest version and try again"
+        ),
+        "{err}"
+    );
+    // An unknown field under strict validation: 400, and nothing stored.
+    let doc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d\nspec: {}\n";
+    let out = init.kubectl_in(
+        &["create", "--validate=strict", "-f", "-"],
+        Some(doc.as_bytes()),
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "Error from server (BadRequest): error when creating \"STDIN\": ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\""
+        ),
+        "{err}"
+    );
+    assert!(init
+        .fails(&["get", "configmap", "d"])
+        .contains("(NotFound)"));
+}

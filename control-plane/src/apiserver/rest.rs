@@ -355,9 +355,12 @@ fn field_validation(res: &ResourceType, q: &Query, obj: &Value) -> Result<Vec<St
         .map(|f| format!("unknown field \"{f}\""))
         .collect();
     match mode {
+        // Upstream wraps decoding errors as "<Kind> in version <v> cannot be handled as ...".
         "Strict" if !messages.is_empty() => Err(Status::bad_request(format!(
-            "strict decoding error: {}",
-            messages.join(", ")
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            messages.join(", "),
+            kind = res.kind,
+            version = res.version,
         ))),
         "Strict" | "Warn" => Ok(messages),
         other => Err(Status::bad_request(format!(
