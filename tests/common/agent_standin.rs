@@ -198,6 +198,13 @@ impl Agent for StandIn {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
+    async fn stats(
+        &self,
+        _request: Request<skiff_proto::agent::StatsRequest>,
+    ) -> Result<Response<skiff_proto::agent::StatsResponse>, Status> {
+        Err(Status::unimplemented("the stand-in agent keeps no stats"))
+    }
+
     async fn logs(&self, request: Request<LogRequest>) -> Result<Response<ChunkStream>, Status> {
         let req = request.into_inner();
         if req.container == "missing" {
