@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::kubelet::{node_status, Kubelet};
+use crate::image::{ImageError, ImageStore};
+use crate::kubelet::{self, api_source::ApiSource, events::Events, node_status, Directory, Shared};
 use crate::runtime::{Runtime, RuntimeDirs, RuntimeError};
 use crate::service::AgentService;
 
@@ -47,6 +48,9 @@ pub enum AgentError {
     /// The runtime could not be opened.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The image store could not be opened.
+    #[error(transparent)]
+    Images(#[from] ImageError),
     /// The gRPC service could not listen or failed.
     #[error("agent service on {addr}: {message}")]
     Serve {
@@ -79,9 +83,22 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         &config.root_dir.join("runtime"),
     );
     let runtime = Arc::new(Runtime::new(dirs, config.shim_binary.clone())?);
-    let kubelet = Arc::new(Kubelet::default());
+    let images = Arc::new(ImageStore::open(config.root_dir.join("images"))?);
+    let directory = Arc::new(Directory::default());
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        client: client.clone(),
+        runtime: runtime.clone(),
+        images,
+        objects: Arc::new(ApiSource::new(client.clone())),
+        events: Events::start(client.clone(), config.node_name.clone()),
+        directory: directory.clone(),
+        allocatable: Default::default(),
+        dns: kubelet::sandbox::DnsSettings::host(),
+    });
     tokio::spawn(node_status::run(client.clone(), config.clone()));
-    let service = AgentService::new(kubelet, runtime);
+    tokio::spawn(kubelet::run(shared));
+    let service = AgentService::new(directory, runtime);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| AgentError::Serve {

@@ -7,4 +7,5 @@ pub mod cluster;
 pub mod control_plane;
 pub mod images;
 pub mod linearizability;
+pub mod pods;
 pub mod runtime;

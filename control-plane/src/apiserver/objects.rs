@@ -37,7 +37,12 @@ pub fn new_uid() -> String {
 
 /// Now, to the second, as Kubernetes writes timestamps.
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc()
+    rfc3339_in(0)
+}
+
+/// The time `secs` seconds from now, in RFC 3339 (a graceful deletion's deadline).
+pub fn rfc3339_in(secs: i64) -> String {
+    let now = (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs))
         .replace_nanosecond(0)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     now.format(&time::format_description::well_known::Rfc3339)

@@ -870,6 +870,23 @@ async fn delete_one(
         if dry_run(q) {
             return Ok(cur);
         }
+        if let Some(grace) = pod_grace_period(target, &cur, opts) {
+            // A pod on a node ends gracefully: its kubelet stops the containers within the
+            // grace period, then deletes the object with a grace period of 0.
+            let had = cur["metadata"]["deletionGracePeriodSeconds"].as_i64();
+            if had.is_some_and(|h| h <= grace) {
+                return Ok(cur);
+            }
+            let mut next = cur.clone();
+            next["metadata"]["deletionTimestamp"] = json!(objects::rfc3339_in(grace));
+            next["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            if let Some(stored) =
+                registry::replace(store, &target.key(), &cur, &next, &Claims::default()).await?
+            {
+                return Ok(stored);
+            }
+            continue;
+        }
         if finalizers.is_empty() {
             if let Some(gone) =
                 registry::remove(store, &target.key(), &cur, &released(target.res, &cur)).await?
@@ -892,6 +909,28 @@ async fn delete_one(
         }
     }
     Err(target.conflict())
+}
+
+/// The grace period a pod's deletion gets, or `None` when it goes at once: upstream deletes
+/// at once pods not bound to a node, pods that have finished, and deletions with a grace
+/// period of 0.
+fn pod_grace_period(target: &Target, cur: &Value, opts: &Value) -> Option<i64> {
+    if target.res.kind != "Pod" || target.sub.is_some() {
+        return None;
+    }
+    if cur["spec"]["nodeName"].as_str().unwrap_or("").is_empty()
+        || matches!(
+            cur["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        )
+    {
+        return None;
+    }
+    let grace = opts["gracePeriodSeconds"]
+        .as_i64()
+        .or_else(|| cur["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30);
+    (grace > 0).then_some(grace)
 }
 
 async fn delete(store: &Store, target: &Target, q: &Query, raw: &[u8]) -> Result<Response, Status> {

@@ -579,6 +579,41 @@ impl Runtime {
         ids.sort();
         Ok(ids)
     }
+
+    /// A pidfd that becomes readable once the container's shim has exited (after recording
+    /// the container's exit), so async callers can wait without a thread each; `None` when
+    /// the shim is already gone.
+    pub fn exit_fd(&self, id: &str) -> Result<Option<std::os::fd::OwnedFd>, RuntimeError> {
+        let paths = self.paths(id)?;
+        Ok(self.shim_pidfd(&paths))
+    }
+
+    /// The annotations of the container's spec: what the caller recorded about the container
+    /// when it made it (an agent restart reads them back).
+    pub fn annotations(
+        &self,
+        id: &str,
+    ) -> Result<std::collections::HashMap<String, String>, RuntimeError> {
+        let paths = self.paths(id)?;
+        let path = paths.bundle.config();
+        let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
+        #[derive(serde::Deserialize)]
+        struct Annotated {
+            #[serde(default)]
+            annotations: Option<std::collections::HashMap<String, String>>,
+        }
+        let spec: Annotated = serde_json::from_slice(&bytes)
+            .map_err(|e| io_err("parse", &path)(io::Error::other(e)))?;
+        Ok(spec.annotations.unwrap_or_default())
+    }
+
+    /// When the container was started (its shim reported it running).
+    pub fn started_at(&self, id: &str) -> Result<Option<std::time::SystemTime>, RuntimeError> {
+        let paths = self.paths(id)?;
+        Ok(std::fs::metadata(paths.bundle.shim_pid())
+            .and_then(|m| m.modified())
+            .ok())
+    }
 }
 
 /// Writes `<bundle>/config.json` for `spec` with its root set to the bundle's `rootfs`

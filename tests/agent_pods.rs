@@ -1,0 +1,292 @@
+//! The kubelet loop end to end (root only): pods bound to the node run as real containers,
+//! their statuses follow upstream, and deleting them stops and removes everything.
+
+mod common;
+
+use std::time::Duration;
+
+use common::images::require;
+use common::pods::{container_status, pod_yaml, NodeCluster};
+
+#[test]
+fn a_pod_runs_logs_and_is_deleted_gracefully() {
+    let name = "a_pod_runs_logs_and_is_deleted_gracefully";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    c.apply(&pod_yaml(
+        "hello",
+        &c.node,
+        "echo hello from $(hostname); exec sleep 3600",
+        "",
+    ));
+    let pod = c.wait_pod("hello", Duration::from_secs(30), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let st = container_status(&pod, "main");
+    assert_eq!(st["ready"], true, "{pod}");
+    assert_eq!(st["restartCount"], 0);
+    assert!(
+        st["containerID"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("skiff://"),
+        "{st}"
+    );
+    assert!(st["state"]["running"]["startedAt"].is_string(), "{st}");
+    assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    let ready = pod["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ready["status"], "True", "{pod}");
+
+    // SIGTERM is ignored by sleep as PID 1: the grace period (5 s) runs out, then SIGKILL.
+    let started = std::time::Instant::now();
+    let out = c
+        .init
+        .kubectl(&["delete", "pod", "hello", "--wait=true", "--timeout=60s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(30),
+        "deletion took {took:?}"
+    );
+    c.wait_gone("hello", Duration::from_secs(10));
+}
+
+fn ts(v: &serde_json::Value) -> i64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", s, "+%s"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad timestamp {s}"))
+}
+
+#[test]
+fn exit_codes_and_restart_back_off() {
+    let name = "exit_codes_and_restart_back_off";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let never = "  restartPolicy: Never\n";
+    c.apply(&pod_yaml("fails", &c.node, "echo bye; exit 3", never));
+    c.apply(&pod_yaml("succeeds", &c.node, "true", never));
+    c.apply(&pod_yaml("crashes", &c.node, "exit 1", ""));
+
+    let failed = c.wait_pod("fails", Duration::from_secs(30), "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    let t = &container_status(&failed, "main")["state"]["terminated"];
+    assert_eq!(t["exitCode"], 3, "{failed}");
+    assert_eq!(t["reason"], "Error");
+    let done = c.wait_pod("succeeds", Duration::from_secs(30), "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let t = &container_status(&done, "main")["state"]["terminated"];
+    assert_eq!(
+        (t["exitCode"].as_i64(), t["reason"].as_str()),
+        (Some(0), Some("Completed"))
+    );
+
+    // Always: the first restart is immediate, the next waits 10 s in CrashLoopBackOff.
+    let looping = c.wait_pod(
+        "crashes",
+        Duration::from_secs(30),
+        "CrashLoopBackOff",
+        |p| container_status(p, "main")["state"]["waiting"]["reason"] == "CrashLoopBackOff",
+    );
+    let st = container_status(&looping, "main");
+    assert_eq!(st["restartCount"], 1, "{st}");
+    assert_eq!(st["lastState"]["terminated"]["exitCode"], 1, "{st}");
+    assert!(
+        st["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("back-off 10s restarting failed container=main pod=crashes_default("),
+        "{st}"
+    );
+    assert_eq!(looping["status"]["phase"], "Running");
+    let second = c.wait_pod(
+        "crashes",
+        Duration::from_secs(40),
+        "a second restart",
+        |p| container_status(p, "main")["restartCount"].as_i64() >= Some(2),
+    );
+    let st = container_status(&second, "main");
+    let started = match st["state"]["running"]["startedAt"].is_string() {
+        true => ts(&st["state"]["running"]["startedAt"]),
+        false => ts(&st["lastState"]["terminated"]["startedAt"]),
+    };
+    let first_finish = ts(&looping
+        .pointer("/status/containerStatuses/0/lastState/terminated/finishedAt")
+        .cloned()
+        .unwrap_or_default());
+    let gap = started - first_finish;
+    assert!(
+        (9..=14).contains(&gap),
+        "second restart {gap} s after the first crash\n{second}"
+    );
+}
+
+#[test]
+fn init_containers_run_in_order_before_the_main_one() {
+    let name = "init_containers_run_in_order_before_the_main_one";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let init = format!(
+        "  initContainers:\n  - name: first\n    image: {img}\n    command: [\"sh\", \"-c\", \"sleep 1\"]\n  - name: second\n    image: {img}\n    command: [\"sh\", \"-c\", \"sleep 1\"]\n",
+        img = common::pods::IMAGE
+    );
+    c.apply(&pod_yaml("inits", &c.node, "exec sleep 3600", &init));
+    let pending = c.wait_pod("inits", Duration::from_secs(30), "initialising", |p| {
+        p["status"]["initContainerStatuses"].as_array().is_some()
+    });
+    assert_eq!(pending["status"]["phase"], "Pending", "{pending}");
+    let pod = c.wait_pod("inits", Duration::from_secs(30), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let inits = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(inits.len(), 2, "{pod}");
+    let t1 = &inits[0]["state"]["terminated"];
+    let t2 = &inits[1]["state"]["terminated"];
+    assert_eq!(
+        (t1["reason"].as_str(), t2["reason"].as_str()),
+        (Some("Completed"), Some("Completed")),
+        "{pod}"
+    );
+    assert!(ts(&t1["finishedAt"]) <= ts(&t2["startedAt"]), "{pod}");
+    let main_started = ts(&container_status(&pod, "main")["state"]["running"]["startedAt"]);
+    assert!(ts(&t2["finishedAt"]) <= main_started, "{pod}");
+    let initialized = pod["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Initialized"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(initialized["status"], "True");
+}
+
+#[test]
+fn bad_images_and_impossible_limits_end_as_clear_statuses() {
+    let name = "bad_images_and_impossible_limits_end_as_clear_statuses";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let pod = |pod: &str, image: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n{extra}spec:\n  nodeName: {node}\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sleep\", \"3600\"]\n",
+            node = c.node
+        )
+    };
+    c.apply(&pod("unpullable", "127.0.0.1:9/nothing/here:bad", ""));
+    c.apply(&pod("malformed", "Not//A:Valid@Ref", ""));
+    c.apply(&pod(
+        "pinned-nowhere",
+        common::pods::IMAGE,
+        "  annotations:\n    cpuset.skiff.dev/main: \"4000\"\n",
+    ));
+    c.apply(&pod(
+        "bad-swap",
+        common::pods::IMAGE,
+        "  annotations:\n    memory-swap.skiff.dev/main: \"1Mi\"\n",
+    ));
+    let waiting = |p: &serde_json::Value| container_status(p, "main")["state"]["waiting"].clone();
+    // The states the pod goes through, from a watch: a failed pull, then back-off (the
+    // watch may start in either; a retry comes 10 s after the first failure).
+    let mut states = c.init.kubectl_stream(&[
+        "get",
+        "pod",
+        "unpullable",
+        "-w",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].state.waiting.reason} {.status.containerStatuses[0].state.waiting.message}{\"\\n\"}",
+    ]);
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while std::time::Instant::now() < deadline {
+        let Some(line) = states.next_line(Duration::from_secs(5)) else {
+            continue;
+        };
+        let reason = line.split(' ').next().unwrap_or("").to_string();
+        if seen.last() != Some(&reason) {
+            seen.push(reason.clone());
+        }
+        if reason == "ErrImagePull" {
+            assert!(line.contains("127.0.0.1:9"), "{line}");
+        }
+        if reason == "ImagePullBackOff" {
+            assert!(
+                line.ends_with("Back-off pulling image \"127.0.0.1:9/nothing/here:bad\""),
+                "{line}"
+            );
+            if seen.iter().any(|r| r == "ErrImagePull") {
+                break;
+            }
+        }
+    }
+    let err = seen.iter().position(|r| r == "ErrImagePull");
+    let backoff = seen.iter().position(|r| r == "ImagePullBackOff");
+    assert!(
+        matches!((err, backoff), (Some(e), Some(b)) if e < b),
+        "states seen: {seen:?}"
+    );
+    let p = c.wait_pod(
+        "malformed",
+        Duration::from_secs(30),
+        "InvalidImageName",
+        |p| waiting(p)["reason"] == "InvalidImageName",
+    );
+    assert!(
+        waiting(&p)["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Not//A:Valid@Ref"),
+        "{p}"
+    );
+    let p = c.wait_pod(
+        "bad-swap",
+        Duration::from_secs(30),
+        "CreateContainerConfigError",
+        |p| waiting(p)["reason"] == "CreateContainerConfigError",
+    );
+    assert!(
+        waiting(&p)["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("memory limit"),
+        "{p}"
+    );
+    let p = c.wait_pod(
+        "pinned-nowhere",
+        Duration::from_secs(30),
+        "a start error",
+        |p| {
+            let st = container_status(p, "main");
+            st["lastState"]["terminated"]["reason"] == "StartError"
+                || st["state"]["terminated"]["reason"] == "StartError"
+        },
+    );
+    assert_eq!(p["status"]["phase"], "Running", "{p}");
+    // The agent is still there for the next pod.
+    c.apply(&pod_yaml("after", &c.node, "exec sleep 3600", ""));
+    c.wait_pod("after", Duration::from_secs(30), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+}

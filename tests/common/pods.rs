@@ -1,0 +1,199 @@
+//! A one-node cluster for kubelet tests: `skiff init` plus a node agent, a busybox-static
+//! image already in the agent's image store, and helpers that wait on pod conditions.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::control_plane::Init;
+use super::images::{busybox_layer, TestImage};
+
+/// The image every pod test runs (imported, never pulled).
+pub const IMAGE: &str = "skiff.test/busybox:1";
+
+/// `skiff init` whose node agent runs pods, with the test image imported.
+pub struct NodeCluster {
+    pub init: Init,
+    pub node: String,
+    agent: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NodeCluster {
+    /// Starts the control plane and the agent for node `pod-<label>`.
+    pub fn start(label: &str) -> NodeCluster {
+        let node = format!("node-{label}").replace('_', "-");
+        let node: String = node.chars().take(60).collect();
+        let init = Init::start(label);
+        let data = init.dir.path().join("data");
+        // The test image, imported into the agent's store before the agent starts.
+        let images = data.join("agent").join("images");
+        let archive = init.dir.path().join("busybox.tar");
+        TestImage::new(vec![busybox_layer()]).write_oci_archive(&archive, IMAGE);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["image", "import", "--root"])
+            .arg(&images)
+            .arg(&archive)
+            .output()
+            .expect("skiff image import");
+        assert!(
+            out.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = skiff_node_agent::agent::AgentConfig {
+            node_name: node.clone(),
+            kubeconfig: data.join("admin.conf"),
+            root_dir: data.join("agent"),
+            run_dir: init.dir.path().join("run"),
+            log_dir: init.dir.path().join("logs"),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            node_ip: "127.0.0.1".parse().expect("ip"),
+            shim_binary: PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
+            cgroup_root: format!("/skiff-test/{node}"),
+        };
+        let agent = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("tokio");
+            if let Err(e) = rt.block_on(skiff_node_agent::agent::run(config)) {
+                eprintln!("agent ended: {e}");
+            }
+        });
+        NodeCluster {
+            init,
+            node,
+            agent: Some(agent),
+        }
+    }
+
+    /// `kubectl apply -f -` of a manifest.
+    pub fn apply(&self, yaml: &str) {
+        let out = self
+            .init
+            .kubectl_in(&["apply", "-f", "-"], Some(yaml.as_bytes()));
+        assert!(
+            out.status.success(),
+            "apply failed: {}\n{yaml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The pod as JSON, or None when it does not exist.
+    pub fn pod(&self, name: &str) -> Option<Value> {
+        let out = self.init.kubectl(&["get", "pod", name, "-o", "json"]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits until `check` holds for the pod, returning it; panics with the pod and the
+    /// agent's view after `timeout`.
+    pub fn wait_pod(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(p) = self.pod(name) {
+                if check(&p) {
+                    return p;
+                }
+                last = Some(p);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "pod {name}: {what} did not happen within {timeout:?}; last seen:\n{}\nlog:\n{}",
+            serde_json::to_string_pretty(&last).unwrap_or_default(),
+            self.log_tail()
+        );
+    }
+
+    /// Waits until the pod is gone.
+    pub fn wait_gone(&self, name: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.pod(name).is_none() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "pod {name} still exists after {timeout:?}\n{}",
+            self.log_tail()
+        );
+    }
+
+    fn log_tail(&self) -> String {
+        let log =
+            std::fs::read_to_string(self.init.dir.path().join("init.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for NodeCluster {
+    fn drop(&mut self) {
+        // Pods still there are deleted at once (their agent stops them within 2 s), then the
+        // node's cgroups go.
+        let _ = self.init.kubectl(&[
+            "delete",
+            "pods",
+            "--all",
+            "--grace-period=0",
+            "--force",
+            "--wait=true",
+            "--timeout=30s",
+        ]);
+        let bundles = self
+            .init
+            .dir
+            .path()
+            .join("run")
+            .join("runtime")
+            .join("bundles");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline
+            && std::fs::read_dir(&bundles)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.agent.take();
+        if let Ok(layout) = skiff_node_agent::runtime::cgroup::CgroupLayout::detect() {
+            let _ = layout.remove(&format!("/skiff-test/{}", self.node));
+        }
+    }
+}
+
+/// The status of container `name` in a pod.
+pub fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+/// A pod manifest on the test node running `sh -c script`.
+pub fn pod_yaml(name: &str, node: &str, script: &str, extra_spec: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 5
+{extra_spec}  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", {script:?}]
+"#
+    )
+}
