@@ -290,3 +290,63 @@ fn bad_images_and_impossible_limits_end_as_clear_statuses() {
         p["status"]["phase"] == "Running"
     });
 }
+
+#[test]
+fn liveness_failures_restart_and_readiness_toggles_ready() {
+    let name = "liveness_failures_restart_and_readiness_toggles_ready";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    // Readiness: an HTTP server whose /ready file comes and goes every 3 s.
+    let toggling = "mkdir -p /www; httpd -p 8080 -h /www; \
+        while true; do echo ok > /www/ready; sleep 3; rm -f /www/ready; sleep 3; done";
+    let readiness = "    readinessProbe:\n      httpGet: {path: /ready, port: 8080}\n      periodSeconds: 1\n      failureThreshold: 1\n";
+    c.apply(&(pod_yaml("ready", &c.node, toggling, "") + readiness));
+    let ready_of = |p: &serde_json::Value| container_status(p, "main")["ready"].as_bool();
+    c.wait_pod("ready", Duration::from_secs(30), "Ready", |p| {
+        ready_of(p) == Some(true)
+    });
+    let unready = c.wait_pod("ready", Duration::from_secs(15), "not Ready", |p| {
+        ready_of(p) == Some(false)
+    });
+    assert_eq!(unready["status"]["phase"], "Running");
+    let cond = unready["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(cond["reason"], "ContainersNotReady", "{unready}");
+    c.wait_pod("ready", Duration::from_secs(15), "Ready again", |p| {
+        ready_of(p) == Some(true)
+    });
+    assert_eq!(
+        container_status(&c.pod("ready").unwrap_or_default(), "main")["restartCount"],
+        0
+    );
+
+    // Liveness: nothing listens on 9999, so the container is killed and restarted.
+    let liveness = "    livenessProbe:\n      tcpSocket: {port: 9999}\n      periodSeconds: 1\n      failureThreshold: 2\n";
+    c.apply(&(pod_yaml("unhealthy", &c.node, "exec sleep 3600", "") + liveness));
+    let restarted = c.wait_pod("unhealthy", Duration::from_secs(40), "a restart", |p| {
+        container_status(p, "main")["restartCount"].as_i64() >= Some(1)
+    });
+    let last = &container_status(&restarted, "main")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{restarted}");
+    let events = c.init.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=unhealthy",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        events.contains("Unhealthy: Liveness probe failed: dial tcp 127.0.0.1:9999"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Killing: Container main failed liveness probe, will be restarted"),
+        "{events}"
+    );
+}

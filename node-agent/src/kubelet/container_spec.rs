@@ -111,10 +111,12 @@ pub fn build(i: Inputs<'_>) -> Result<ContainerConfig, ConfigError> {
     }
     if sec.run_as_non_root() {
         match user.uid {
-            Some(0) => return Err(ConfigError(format!(
+            Some(0) => {
+                return Err(ConfigError(format!(
                 "container's runAsUser breaks non-root policy (pod: \"{pod_name}\", container: {})",
                 c.name
-            ))),
+            )))
+            }
             Some(_) => {}
             None => {
                 let image_user = i.image.user.as_deref().unwrap_or("").trim();

@@ -19,3 +19,14 @@ pub async fn run(shared: &Shared, id: &str, hook: &LifecycleHandler, deadline: I
     let _ = (shared, id);
     tracing::debug!(container = %id, "preStop hook kind not supported yet");
 }
+
+/// Runs `argv` in container `id`, passing when it exits 0 within `timeout`.
+pub async fn exec(
+    shared: &Shared,
+    id: &str,
+    argv: Vec<String>,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let _ = (shared, id, argv, timeout);
+    Err("exec is not supported by this node yet".into())
+}

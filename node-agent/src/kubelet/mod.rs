@@ -10,7 +10,8 @@
 //! | [`env`] | environment: envFrom, env, valueFrom, `$(VAR)` expansion |
 //! | [`resources`] | QoS class, cgroup paths, CPU/memory/pids/cpuset/blkio limits |
 //! | [`images`] | pull policy, imagePullSecrets, image waiting reasons |
-//! | [`hooks`] | preStop hooks |
+//! | [`probes`] | startup, liveness and readiness probes |
+//! | [`hooks`] | preStop hooks and exec in containers |
 //! | [`events`] | pod events through a bounded queue |
 //! | [`api_source`] | ConfigMaps, Secrets and volumes from the API server |
 //! | [`node_status`] | the Node object (capacity, nodeInfo, addresses, conditions) and its Lease heartbeat |
@@ -24,6 +25,7 @@ pub mod hooks;
 pub mod images;
 pub mod node_status;
 pub mod pod_worker;
+pub mod probes;
 pub mod resources;
 pub mod sandbox;
 pub mod status;

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::container_spec::{self, Inputs, PodFiles};
 use super::events::Kind;
+use super::probes::{self, ProbeKind, ProbeResult};
 use super::sandbox::{hosts_file, DnsSettings, Sandbox};
 use super::status::{self, Phase, SlotView, StateView, Terminated};
 use super::volumes::{self, PodVolumes};
@@ -99,6 +100,12 @@ struct Slot {
     image_backoff: Option<(Backoff, Instant)>,
     /// The image reference and digest of the latest instance.
     image_id: Option<String>,
+    /// The running instance's probes.
+    probes: Option<probes::Probes>,
+    /// Its readiness probe passes (or it has none).
+    ready: bool,
+    /// Its startup probe passed (or it has none).
+    started: bool,
 }
 
 impl Slot {
@@ -114,6 +121,9 @@ impl Slot {
             crash_backoff: None,
             image_backoff: None,
             image_id: None,
+            probes: None,
+            ready: false,
+            started: false,
         }
     }
 }
@@ -136,6 +146,7 @@ pub struct Adopted {
 enum Wake {
     Update,
     Exited(String, String),
+    Probe(ProbeResult),
     Timer,
     Closed,
 }
@@ -154,6 +165,7 @@ struct Worker {
     log_dir: PathBuf,
     files: PodFiles,
     exits_tx: mpsc::Sender<(String, String)>,
+    probes_tx: mpsc::Sender<ProbeResult>,
     started_at: Timestamp,
     reported: Option<serde_json::Value>,
     conditions: status::Conditions,
@@ -181,7 +193,8 @@ pub async fn run(
     );
     async move {
         let (exits_tx, mut exits_rx) = mpsc::channel(64);
-        let mut w = Worker::new(shared, pod, exits_tx);
+        let (probes_tx, mut probes_rx) = mpsc::channel(64);
+        let mut w = Worker::new(shared, pod, exits_tx, probes_tx);
         w.adopt(adopted);
         loop {
             w.sync().await;
@@ -196,6 +209,7 @@ pub async fn run(
                     Err(_) => Wake::Closed,
                 },
                 Some((name, id)) = exits_rx.recv() => Wake::Exited(name, id),
+                Some(result) = probes_rx.recv() => Wake::Probe(result),
                 () = sleep_until(deadline) => Wake::Timer,
             };
             match wake {
@@ -205,6 +219,7 @@ pub async fn run(
                 },
                 Wake::Closed => w.gone = true,
                 Wake::Exited(name, id) => w.on_exit(&name, &id).await,
+                Wake::Probe(result) => w.on_probe(result),
                 Wake::Timer => {}
             }
         }
@@ -227,7 +242,12 @@ fn ts(t: SystemTime) -> Timestamp {
 }
 
 impl Worker {
-    fn new(shared: Arc<Shared>, pod: Arc<Pod>, exits_tx: mpsc::Sender<(String, String)>) -> Worker {
+    fn new(
+        shared: Arc<Shared>,
+        pod: Arc<Pod>,
+        exits_tx: mpsc::Sender<(String, String)>,
+        probes_tx: mpsc::Sender<ProbeResult>,
+    ) -> Worker {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -260,6 +280,7 @@ impl Worker {
             log_dir,
             files,
             exits_tx,
+            probes_tx,
             started_at: Timestamp::now(),
             reported: None,
             conditions: status::Conditions::default(),
@@ -363,6 +384,7 @@ impl Worker {
                 None => {
                     slot.running = Some(inst.clone());
                     self.watch_exit(a.name.clone(), inst.id.clone());
+                    self.start_probes(i, &inst.id);
                 }
             }
             tracing::info!(container = %a.name, id = %a.id, "re-adopted container");
@@ -429,10 +451,93 @@ impl Worker {
         tracing::info!(container = %name, exit_code = t.exit_code, reason = %t.reason, "container exited");
         let slot = &mut self.slots[i];
         slot.running = None;
+        slot.probes = None;
+        slot.ready = false;
+        slot.started = false;
         if let Some((_, older, _)) = slot.exited.take() {
             slot.previous = Some(older);
         }
         slot.exited = Some((inst, t, Instant::now()));
+    }
+
+    /// Starts the probes of container `i`'s new instance; without probes it is ready and
+    /// started at once.
+    fn start_probes(&mut self, i: usize, id: &str) {
+        let Some(c) = self.container_spec(&self.slots[i].name.clone(), self.slots[i].init) else {
+            return;
+        };
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let target = probes::Target {
+            id: id.to_string(),
+            netns: (!host_network).then(|| self.sandbox.net()),
+        };
+        let slot = &mut self.slots[i];
+        slot.ready = c.readiness_probe.is_none();
+        slot.started = c.startup_probe.is_none();
+        if self.slots[i].init {
+            return;
+        }
+        self.slots[i].probes = Some(probes::start(
+            self.shared.clone(),
+            &c,
+            target,
+            self.probes_tx.clone(),
+        ));
+    }
+
+    /// A probe's state changed: readiness sets `ready`; a failed startup or liveness probe
+    /// restarts the container.
+    fn on_probe(&mut self, r: ProbeResult) {
+        let Some(i) = self.slots.iter().position(|s| {
+            s.name == r.container && s.running.as_ref().is_some_and(|x| x.id == r.id)
+        }) else {
+            return;
+        };
+        if !r.success {
+            self.event(
+                Some(i),
+                Kind::Warning,
+                "Unhealthy",
+                format!("{} probe failed: {}", r.kind.title(), r.message),
+            );
+        }
+        match (r.kind, r.success) {
+            (ProbeKind::Readiness, ok) => self.slots[i].ready = ok,
+            (ProbeKind::Startup, true) => self.slots[i].started = true,
+            (ProbeKind::Liveness, true) => {}
+            (kind, false) => {
+                let name = self.slots[i].name.clone();
+                self.event(
+                    Some(i),
+                    Kind::Normal,
+                    "Killing",
+                    format!(
+                        "Container {name} failed {} probe, will be restarted",
+                        kind.title().to_lowercase()
+                    ),
+                );
+                self.slots[i].probes = None;
+                let grace = self
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(30)
+                    .max(0) as u64;
+                let hook = self
+                    .container_spec(&name, false)
+                    .and_then(|c| c.lifecycle)
+                    .and_then(|l| l.pre_stop);
+                let deadline = Instant::now() + Duration::from_secs(grace);
+                // The exit arrives through the usual watcher and the restart policy applies.
+                tokio::spawn(stop_container(self.shared.clone(), r.id, hook, deadline));
+            }
+        }
     }
 
     fn termination_message(&self, name: &str, attempt: u32) -> Option<String> {
@@ -747,7 +852,8 @@ impl Worker {
                     "Started",
                     format!("Started container {name}"),
                 );
-                self.watch_exit(name, inst.id);
+                self.watch_exit(name, inst.id.clone());
+                self.start_probes(i, &inst.id);
             }
             Err(StartFailure::Config(msg)) => {
                 self.slots[i].waiting = Some(("CreateContainerConfigError".into(), msg.clone()));
@@ -1051,7 +1157,8 @@ impl Worker {
                     image,
                     image_id: s.image_id.clone().unwrap_or_default(),
                     restarts: s.restarts,
-                    ready: s.running.is_some(),
+                    ready: s.running.is_some() && s.ready,
+                    started: s.running.is_some() && s.started,
                     state,
                     last,
                 }

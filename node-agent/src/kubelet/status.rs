@@ -59,6 +59,8 @@ pub struct SlotView {
     pub restarts: u32,
     /// Ready (running, and its readiness probe passes).
     pub ready: bool,
+    /// Started (running, and its startup probe passed).
+    pub started: bool,
     /// Its state.
     pub state: StateView,
     /// Its previous state.
@@ -217,7 +219,6 @@ fn container_json(v: &SlotView) -> Value {
         }
         StateView::Terminated(t) => json!({ "terminated": terminated_json(t) }),
     };
-    let running = matches!(v.state, StateView::Running { .. });
     let mut out = json!({
         "name": v.name,
         "state": state,
@@ -226,7 +227,7 @@ fn container_json(v: &SlotView) -> Value {
         "restartCount": v.restarts,
         "image": v.image,
         "imageID": v.image_id,
-        "started": running,
+        "started": v.started,
     });
     let id = match &v.state {
         StateView::Running { id, .. } => Some(id.clone()),
@@ -334,6 +335,7 @@ mod tests {
             image_id: String::new(),
             restarts: 0,
             ready: matches!(state, StateView::Running { .. }),
+            started: matches!(state, StateView::Running { .. }),
             state,
             last,
         }
