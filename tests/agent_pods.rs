@@ -350,3 +350,68 @@ fn liveness_failures_restart_and_readiness_toggles_ready() {
         "{events}"
     );
 }
+
+/// A pod of two containers; the second reports what it sees through its termination message.
+fn two_containers(name: &str, node: &str, share_pids: bool, probe: &str) -> String {
+    let img = common::pods::IMAGE;
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  shareProcessNamespace: {share_pids}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: server
+    image: {img}
+    command: ["sh", "-c", "mkdir -p /www; echo hi-from-server > /www/index.html; exec httpd -f -p 8080 -h /www"]
+  - name: probe
+    image: {img}
+    command: ["sh", "-c", {probe:?}]
+"#
+    )
+}
+
+#[test]
+fn containers_share_network_and_hostname_but_not_processes() {
+    let name = "containers_share_network_and_hostname_but_not_processes";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let probe = "until wget -qO- http://127.0.0.1:8080/ > /tmp/page 2>/dev/null; do sleep 0.2; done; \
+        echo \"page=$(cat /tmp/page) host=$(hostname) pid=$$$$ procs=$(ls -d /proc/[0-9]* | wc -l)\" > /dev/termination-log";
+    c.apply(&two_containers("pair", &c.node, false, probe));
+    let pod = c.wait_pod("pair", Duration::from_secs(30), "the probe container to finish", |p| {
+        container_status(p, "probe")["state"]["terminated"].is_object()
+    });
+    let t = &container_status(&pod, "probe")["state"]["terminated"];
+    assert_eq!(t["exitCode"], 0, "{pod}");
+    let msg = t["message"].as_str().unwrap_or("");
+    assert!(msg.contains("page=hi-from-server"), "localhost is shared: {msg}");
+    assert!(msg.contains("host=pair "), "the hostname is the pod's name: {msg}");
+    assert!(msg.contains("pid=1 "), "the container's process is PID 1: {msg}");
+    // sh, a subshell, ls and wc at most: no host process, not the other container's httpd.
+    // (`$$$$` is the shell's `$$`: Kubernetes turns `$$` into `$` in commands.)
+    let procs: usize = msg
+        .rsplit("procs=")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(procs <= 4, "only its own processes are visible: {msg}");
+
+    // With shareProcessNamespace the second container sees the first one's httpd.
+    let probe = "sleep 1; ps -o comm > /dev/termination-log";
+    c.apply(&two_containers("shared", &c.node, true, probe));
+    let pod = c.wait_pod("shared", Duration::from_secs(30), "the probe container to finish", |p| {
+        container_status(p, "probe")["state"]["terminated"].is_object()
+    });
+    let msg = container_status(&pod, "probe")["state"]["terminated"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(msg.contains("httpd"), "{msg}");
+}

@@ -53,6 +53,8 @@ pub struct Inputs<'a> {
     pub cgroup_path: String,
     /// Its limits.
     pub resources: Resources,
+    /// The PID namespace to join (`shareProcessNamespace`), else a new one.
+    pub pid_namespace: Option<PathBuf>,
 }
 
 /// The security settings that apply: the container's, else the pod's.
@@ -156,6 +158,14 @@ pub fn build(i: Inputs<'_>) -> Result<ContainerConfig, ConfigError> {
             host("uts")
         } else {
             NamespaceMode::Join(i.sandbox.uts())
+        },
+        pid: if spec.and_then(|s| s.host_pid).unwrap_or(false) {
+            host("pid")
+        } else {
+            match &i.pid_namespace {
+                Some(p) => NamespaceMode::Join(p.clone()),
+                None => NamespaceMode::New,
+            }
         },
     };
     let mut mounts = i.volumes;

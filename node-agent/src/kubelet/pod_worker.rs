@@ -930,6 +930,7 @@ impl Worker {
             termination_log: &termination_log,
             cgroup_path: format!("{pod_cgroup}/{id}"),
             resources: res,
+            pid_namespace: self.shared_pid_namespace(),
         })
         .map_err(|e| config_err(e.0))?;
         let mut oci = spec::build(&defaults, &cfg).map_err(|e| config_err(e.to_string()))?;
@@ -980,6 +981,26 @@ impl Worker {
             Ok(Err(e)) => Err(StartFailure::Runtime(inst, e.to_string())),
             Err(e) => Err(StartFailure::Runtime(inst, e.to_string())),
         }
+    }
+
+    /// With `shareProcessNamespace`, the PID namespace of a container of the pod that runs
+    /// (the first one started gets a new one, which the others join).
+    fn shared_pid_namespace(&self) -> Option<PathBuf> {
+        let shared = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.share_process_namespace)
+            .unwrap_or(false);
+        if !shared {
+            return None;
+        }
+        self.slots
+            .iter()
+            .filter_map(|s| s.running.as_ref())
+            .filter_map(|r| self.shared.runtime.state(&r.id).ok()?.pid)
+            .map(|pid| PathBuf::from(format!("/proc/{pid}/ns/pid")))
+            .next()
     }
 
     /// Keeps the current and the previous instance's logs of a container; older ones go.

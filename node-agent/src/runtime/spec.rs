@@ -66,7 +66,7 @@ pub enum NamespaceMode {
     Join(PathBuf),
 }
 
-/// The namespaces a pod may share between its containers; pid and mount are always new.
+/// The namespaces a pod may share between its containers; the mount namespace is always new.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Namespaces {
     /// The network namespace.
@@ -75,6 +75,9 @@ pub struct Namespaces {
     pub ipc: NamespaceMode,
     /// The UTS namespace; the hostname is only set when it is new.
     pub uts: NamespaceMode,
+    /// The PID namespace: new (the container's process is PID 1) or another container's
+    /// (`shareProcessNamespace`).
+    pub pid: NamespaceMode,
 }
 
 /// Bandwidth and IOPS limits on one block device, by `major:minor`.
@@ -599,9 +602,7 @@ pub fn build(image: &ImageDefaults, ctr: &ContainerConfig) -> Result<Spec, SpecE
     }
 
     let namespaces = vec![
-        LinuxNamespaceBuilder::default()
-            .typ(LinuxNamespaceType::Pid)
-            .build()?,
+        namespace(LinuxNamespaceType::Pid, &ctr.namespaces.pid)?,
         LinuxNamespaceBuilder::default()
             .typ(LinuxNamespaceType::Mount)
             .build()?,
