@@ -80,14 +80,19 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     );
     let runtime = Arc::new(Runtime::new(dirs, config.shim_binary.clone())?);
     let kubelet = Arc::new(Kubelet::default());
-    tokio::spawn(node_status::run(client.clone(), config.clone()));
-    let service = AgentService::new(kubelet, runtime);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| AgentError::Serve {
             addr: config.listen,
             message: e.to_string(),
         })?;
+    // The Node reports the port actually bound, so `listen` may ask for port 0.
+    let mut status_config = config.clone();
+    if let Ok(bound) = listener.local_addr() {
+        status_config.listen = bound;
+    }
+    tokio::spawn(node_status::run(client.clone(), status_config));
+    let service = AgentService::new(kubelet, runtime);
     tonic::transport::Server::builder()
         .add_service(skiff_proto::agent::agent_server::AgentServer::new(service))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
