@@ -87,32 +87,27 @@ impl Backoff {
 /// The registration and status loop.
 async fn report(nodes: Api<Node>, config: AgentConfig) {
     let mut backoff = Backoff::new(Duration::from_millis(500), UPDATE_INTERVAL);
-    // What the last successful report said, and when; None until registered.
-    let mut reported: Option<(NodeStatus, Instant)> = None;
+    let mut registered = false;
+    let mut last_report: Option<Instant> = None;
     loop {
         let machine = Machine::read(&config.root_dir);
-        let result = match &reported {
-            None => register(&nodes, &config, &machine).await,
-            Some((last, at)) => {
-                let next = status(&config, &machine, Some(last));
-                if same_status(&next, last) && at.elapsed() < REPORT_INTERVAL {
-                    Ok(None)
-                } else {
-                    patch_status(&nodes, &config.node_name, next).await
-                }
-            }
-        };
+        let mut result = Ok(());
+        if !registered {
+            result = register(&nodes, &config, &machine).await;
+            registered = result.is_ok();
+        }
+        if result.is_ok() {
+            result = update(&nodes, &config, &machine, &mut last_report).await;
+        }
         match result {
-            Ok(Some(status)) => {
-                reported = Some((status, Instant::now()));
+            Ok(()) => {
                 backoff.reset();
                 tokio::time::sleep(UPDATE_INTERVAL).await;
             }
-            Ok(None) => tokio::time::sleep(UPDATE_INTERVAL).await,
             Err(e) => {
                 if matches!(&e, kube::Error::Api(s) if s.is_not_found()) {
                     tracing::warn!("the Node is gone; registering it again");
-                    reported = None;
+                    registered = false;
                 } else {
                     tracing::warn!(error = %e, "updating the Node failed; retrying");
                 }
@@ -122,12 +117,12 @@ async fn report(nodes: Api<Node>, config: AgentConfig) {
     }
 }
 
-/// Creates the Node, or reconciles the labels of an existing one, then reports its status.
+/// Creates the Node with its labels and status, or reconciles the labels of an existing one.
 async fn register(
     nodes: &Api<Node>,
     config: &AgentConfig,
     machine: &Machine,
-) -> Result<Option<NodeStatus>, kube::Error> {
+) -> Result<(), kube::Error> {
     let name = &config.node_name;
     let labels = labels(name, &machine.architecture);
     let node = Node {
@@ -158,11 +153,65 @@ async fn register(
         }
         Err(e) => return Err(e),
     }
-    // The create may have dropped the status (it is a subresource), and an existing Node's
-    // status is someone else's until reported: report it now.
-    let previous = nodes.get_status(name).await?.status;
-    let next = status(config, machine, previous.as_ref());
-    patch_status(nodes, name, next).await
+    Ok(())
+}
+
+/// Reads the Node's status as the server has it and patches what the agent reports when that
+/// would change it (so someone else's edit is undone within one interval, as upstream's
+/// kubelet does) or when the last report is [`REPORT_INTERVAL`] old.
+async fn update(
+    nodes: &Api<Node>,
+    config: &AgentConfig,
+    machine: &Machine,
+    last_report: &mut Option<Instant>,
+) -> Result<(), kube::Error> {
+    let name = &config.node_name;
+    let current = nodes.get_status(name).await?.status.unwrap_or_default();
+    let next = status(config, machine, Some(&current));
+    let due = last_report.is_none_or(|t| t.elapsed() >= REPORT_INTERVAL);
+    if !due && same_status(&overlay(&current, &next), &current) {
+        return Ok(());
+    }
+    // Strategic merge: conditions, capacity entries and addresses others own survive.
+    let patch = json!({ "status": next });
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    *last_report = Some(Instant::now());
+    tracing::debug!("reported the Node's status");
+    Ok(())
+}
+
+/// `current` with the agent's `next` applied as the strategic merge patch applies it.
+fn overlay(current: &NodeStatus, next: &NodeStatus) -> NodeStatus {
+    let merge = |a: &Option<BTreeMap<String, Quantity>>, b: &Option<BTreeMap<String, Quantity>>| {
+        let mut out = a.clone().unwrap_or_default();
+        out.extend(b.clone().unwrap_or_default());
+        Some(out)
+    };
+    let mut conditions = current.conditions.clone().unwrap_or_default();
+    for c in next.conditions.iter().flatten() {
+        match conditions.iter_mut().find(|have| have.type_ == c.type_) {
+            Some(have) => *have = c.clone(),
+            None => conditions.push(c.clone()),
+        }
+    }
+    let mut addresses = current.addresses.clone().unwrap_or_default();
+    for a in next.addresses.iter().flatten() {
+        match addresses.iter_mut().find(|have| have.type_ == a.type_) {
+            Some(have) => *have = a.clone(),
+            None => addresses.push(a.clone()),
+        }
+    }
+    NodeStatus {
+        capacity: merge(&current.capacity, &next.capacity),
+        allocatable: merge(&current.allocatable, &next.allocatable),
+        conditions: Some(conditions),
+        addresses: Some(addresses),
+        daemon_endpoints: next.daemon_endpoints.clone(),
+        node_info: next.node_info.clone(),
+        ..current.clone()
+    }
 }
 
 /// The labels upstream's kubelet puts on its Node.
@@ -177,20 +226,6 @@ fn labels(node: &str, arch: &str) -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
-}
-
-/// Patches `status` (strategic merge, so conditions others own survive) and returns it.
-async fn patch_status(
-    nodes: &Api<Node>,
-    name: &str,
-    status: NodeStatus,
-) -> Result<Option<NodeStatus>, kube::Error> {
-    let patch = json!({ "status": status });
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await?;
-    tracing::debug!("reported the Node's status");
-    Ok(Some(status))
 }
 
 /// The status to report now. Conditions keep their transition time from `previous` while
@@ -357,6 +392,53 @@ mod tests {
         let mut bigger = m.clone();
         bigger.memory_ki += 1024;
         assert!(!same_status(&first, &status(&cfg, &bigger, Some(&first))));
+    }
+
+    #[test]
+    fn edits_by_others_are_undone_but_their_own_fields_kept() {
+        let cfg = config();
+        let m = Machine::read(&cfg.root_dir);
+        let mut server = overlay(&NodeStatus::default(), &status(&cfg, &m, None));
+        server
+            .conditions
+            .get_or_insert_with(Vec::new)
+            .push(NodeCondition {
+                type_: "NetworkUnavailable".into(),
+                status: "False".into(),
+                ..Default::default()
+            });
+        let next = status(&cfg, &m, Some(&server));
+        assert!(
+            same_status(&overlay(&server, &next), &server),
+            "a condition someone else owns is no change"
+        );
+        for c in server.conditions.iter_mut().flatten() {
+            if c.type_ == "Ready" {
+                c.status = "False".into();
+            }
+        }
+        let next = status(&cfg, &m, Some(&server));
+        let merged = overlay(&server, &next);
+        assert!(
+            !same_status(&merged, &server),
+            "Ready set to False is undone"
+        );
+        let types: Vec<_> = merged
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("MemoryPressure", "False"),
+                ("DiskPressure", "False"),
+                ("PIDPressure", "False"),
+                ("Ready", "True"),
+                ("NetworkUnavailable", "False")
+            ]
+        );
     }
 
     #[test]
