@@ -37,10 +37,20 @@ impl Drop for Init {
 /// within the 63 characters a `kubernetes.io/hostname` label value allows.
 pub fn unique_node_name(label: &str) -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    let suffix = format!("-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    let suffix = format!(
+        "-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
     let label: String = label
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(63 - 2 - suffix.len())
         .collect();
     format!("z-{}{suffix}", label.trim_matches('-'))

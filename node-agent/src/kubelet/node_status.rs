@@ -166,7 +166,8 @@ async fn update(
     last_report: &mut Option<Instant>,
 ) -> Result<(), kube::Error> {
     let name = &config.node_name;
-    let current = nodes.get_status(name).await?.status.unwrap_or_default();
+    // The Node itself, not its status subresource: a node may read Nodes, not nodes/status.
+    let current = nodes.get(name).await?.status.unwrap_or_default();
     let next = status(config, machine, Some(&current));
     let due = last_report.is_none_or(|t| t.elapsed() >= REPORT_INTERVAL);
     if !due && same_status(&overlay(&current, &next), &current) {
