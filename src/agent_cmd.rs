@@ -109,3 +109,34 @@ pub fn run(args: AgentArgs) -> Result<()> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_must_be_lowercase_dns_names_within_a_label_value() {
+        assert_eq!(
+            node_name(Some("worker-1.lab".into())).ok(),
+            Some("worker-1.lab".into())
+        );
+        for bad in ["Worker", "under_score", "", &"n".repeat(64)] {
+            let err = node_name(Some(bad.to_string()))
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains("--node-name")),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let host = node_name(None).map_err(|e| e.to_string());
+        let expected = crate::store_cmd::hostname().to_lowercase();
+        if pki_ok(&expected) {
+            assert_eq!(host, Ok(expected), "the host name by default");
+        }
+    }
+
+    fn pki_ok(name: &str) -> bool {
+        skiff_control_plane::pki::is_dns_name(name) && name.len() <= 63
+    }
+}
