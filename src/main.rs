@@ -1,6 +1,7 @@
 //! `skiff`: one binary for every role. This file only parses the command line; the work is
 //! done by the library crates.
 
+mod agent_cmd;
 mod bench;
 mod bench_api;
 mod bench_runtime;
@@ -27,6 +28,8 @@ enum Command {
     Init(store_cmd::InitArgs),
     /// Run a store member, or manage store snapshots.
     Store(Box<store_cmd::StoreArgs>),
+    /// Run the node agent: register this machine as a Node and run the pods bound to it.
+    Agent(agent_cmd::AgentArgs),
     /// Manage the node's image store: pull, list, remove and import images.
     Image(image_cmd::ImageArgs),
     /// Measure performance.
@@ -60,6 +63,7 @@ fn main() {
     let result = match cli.command {
         Command::Init(args) => store_cmd::init(args),
         Command::Store(args) => store_cmd::run(*args),
+        Command::Agent(args) => agent_cmd::run(args),
         Command::Image(args) => image_cmd::run(args),
         Command::Bench { what } => bench::run(what),
         Command::Shim { .. } => unreachable!("handled above"),

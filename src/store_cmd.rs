@@ -1,4 +1,5 @@
-//! `skiff store` and `skiff init`: run a store member, save and restore snapshots.
+//! `skiff store` and `skiff init`: run a store member, save and restore snapshots; `init` also
+//! runs the API server and, as root, the node agent for its own machine.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use skiff_control_plane::apiserver::{self, ApiServerConfig, TokenFile};
 use skiff_control_plane::pki::{self, PkiPaths};
 use skiff_control_plane::store::{self, api, ClusterState, Store, StoreConfig};
+use skiff_node_agent::agent::{self, AgentConfig};
 use skiff_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use skiff_proto::etcdserverpb::SnapshotRequest;
 
@@ -138,6 +140,13 @@ pub struct InitArgs {
     /// Static bearer tokens for the API server, one `token,user,uid[,"group1,group2"]` per line.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// This machine's Node name; defaults to the host name, as kubeadm's does.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Address of the node agent's gRPC service (the kubelet port); defaults to the advertise
+    /// address, port 10250. Port 0 picks a free port.
+    #[arg(long)]
+    agent_listen: Option<SocketAddr>,
 }
 
 pub fn init(args: InitArgs) -> Result<()> {
@@ -176,6 +185,30 @@ pub fn init(args: InitArgs) -> Result<()> {
         sans.push(host);
     }
     pki::ensure(&pki, &sans).context("creating the cluster certificates")?;
+    let node_name = crate::agent_cmd::node_name(args.node_name)?;
+    let node_agent = if crate::agent_cmd::is_root() {
+        pki::ensure_node(&pki, &node_name).context("creating the node's client certificate")?;
+        Some(AgentConfig {
+            kubeconfig: args.data_dir.join("kubelet.conf"),
+            root_dir: args.data_dir.join("agent"),
+            run_dir: PathBuf::from("/run/skiff").join(&node_name),
+            log_dir: PathBuf::from("/var/log/pods"),
+            listen: args
+                .agent_listen
+                .unwrap_or(SocketAddr::new(advertise, 10250)),
+            node_ip: advertise,
+            shim_binary: std::env::current_exe().context("finding this binary, the shim")?,
+            cgroup_root: format!("/skiff/{node_name}"),
+            node_name,
+        })
+    } else {
+        eprintln!(
+            "warning: not running as root, so the node agent was NOT started: this machine runs \
+             the control plane only and no pods will run on it. Run skiff init as root to make \
+             it a node too."
+        );
+        None
+    };
     let kubeconfig = args.data_dir.join("admin.conf");
     let tokens = match &args.token_auth_file {
         Some(path) => TokenFile::load(path).map_err(|e| anyhow!("--token-auth-file: {e}"))?,
@@ -187,18 +220,34 @@ pub fn init(args: InitArgs) -> Result<()> {
         pki,
         tokens,
     };
+    let node_line = match &node_agent {
+        Some(a) => format!(
+            "  kubectl --kubeconfig {} get nodes    (this machine is node {})\n",
+            kubeconfig.display(),
+            a.node_name
+        ),
+        None => String::new(),
+    };
     eprintln!(
         "skiff control plane starting; state in {dir}.\n\
-         Use it with:\n  kubectl --kubeconfig {conf} version\n  \
+         Use it with:\n  kubectl --kubeconfig {conf} version\n{node_line}  \
          ETCDCTL_API=3 etcdctl --endpoints={store} member list",
         dir = args.data_dir.display(),
         conf = kubeconfig.display(),
         store = args.store_listen,
     );
-    serve_with_api(member.config()?, Some((api, kubeconfig)))
+    serve_with_api(
+        member.config()?,
+        Some(Init {
+            api,
+            kubeconfig,
+            agent: node_agent,
+        }),
+    )
 }
 
-fn hostname() -> String {
+/// The host's name, the default name of its store member and Node.
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -248,9 +297,18 @@ fn serve(cfg: StoreConfig) -> Result<()> {
     serve_with_api(cfg, None)
 }
 
+/// What `init` runs besides the store member.
+struct Init {
+    api: ApiServerConfig,
+    /// The admin kubeconfig, written once the API server listens.
+    kubeconfig: PathBuf,
+    /// The node agent for this machine (root only); its kubeconfig is written with the admin's.
+    agent: Option<AgentConfig>,
+}
+
 /// Runs a store member and, for `init`, the API server in front of it (writing the admin
-/// kubeconfig once it listens).
-fn serve_with_api(cfg: StoreConfig, api: Option<(ApiServerConfig, PathBuf)>) -> Result<()> {
+/// kubeconfig once it listens) and the node agent.
+fn serve_with_api(cfg: StoreConfig, init: Option<Init>) -> Result<()> {
     let client_addr = socket_addr(&cfg.client_url, "--listen-client")?;
     let peer_addr = socket_addr(&cfg.peer_url, "--listen-peer")?;
     runtime()?.block_on(async move {
@@ -267,15 +325,22 @@ fn serve_with_api(cfg: StoreConfig, api: Option<(ApiServerConfig, PathBuf)>) -> 
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(peer));
         let api_store = store.clone();
         let api_srv = async move {
-            let Some((api, kubeconfig)) = api else {
+            let Some(Init {
+                api,
+                kubeconfig,
+                agent,
+            }) = init
+            else {
                 return std::future::pending::<Result<()>>().await;
             };
             let listener = apiserver::bind(&api).await?;
-            pki::write_admin_kubeconfig(
-                &api.pki,
-                &format!("https://{}", api.advertise),
-                &kubeconfig,
-            )?;
+            let server = format!("https://{}", api.advertise);
+            if let Some(agent) = agent {
+                // Before admin.conf, so whoever waits for that finds this too.
+                pki::write_node_kubeconfig(&api.pki, &agent.node_name, &server, &agent.kubeconfig)?;
+                tokio::spawn(run_node_agent(agent));
+            }
+            pki::write_admin_kubeconfig(&api.pki, &server, &kubeconfig)?;
             apiserver::serve(api, listener, api_store).await?;
             Ok(())
         };
@@ -289,6 +354,16 @@ fn serve_with_api(cfg: StoreConfig, api: Option<(ApiServerConfig, PathBuf)>) -> 
         }
         Ok(())
     })
+}
+
+/// Runs `init`'s node agent. Its failure leaves the control plane serving, as a kubelet's does
+/// under kubeadm, but is logged loudly.
+async fn run_node_agent(config: AgentConfig) {
+    let node = config.node_name.clone();
+    tracing::info!(node = %node, listen = %config.listen, "starting the node agent");
+    if let Err(e) = agent::run(config).await {
+        tracing::error!(node = %node, error = %e, "the node agent stopped; this machine runs no pods");
+    }
 }
 
 fn save(file: &PathBuf, endpoints: &str) -> Result<()> {

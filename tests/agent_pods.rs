@@ -385,15 +385,27 @@ fn containers_share_network_and_hostname_but_not_processes() {
     let probe = "until wget -qO- http://127.0.0.1:8080/ > /tmp/page 2>/dev/null; do sleep 0.2; done; \
         echo \"page=$(cat /tmp/page) host=$(hostname) pid=$$$$ procs=$(ls -d /proc/[0-9]* | wc -l)\" > /dev/termination-log";
     c.apply(&two_containers("pair", &c.node, false, probe));
-    let pod = c.wait_pod("pair", Duration::from_secs(30), "the probe container to finish", |p| {
-        container_status(p, "probe")["state"]["terminated"].is_object()
-    });
+    let pod = c.wait_pod(
+        "pair",
+        Duration::from_secs(30),
+        "the probe container to finish",
+        |p| container_status(p, "probe")["state"]["terminated"].is_object(),
+    );
     let t = &container_status(&pod, "probe")["state"]["terminated"];
     assert_eq!(t["exitCode"], 0, "{pod}");
     let msg = t["message"].as_str().unwrap_or("");
-    assert!(msg.contains("page=hi-from-server"), "localhost is shared: {msg}");
-    assert!(msg.contains("host=pair "), "the hostname is the pod's name: {msg}");
-    assert!(msg.contains("pid=1 "), "the container's process is PID 1: {msg}");
+    assert!(
+        msg.contains("page=hi-from-server"),
+        "localhost is shared: {msg}"
+    );
+    assert!(
+        msg.contains("host=pair "),
+        "the hostname is the pod's name: {msg}"
+    );
+    assert!(
+        msg.contains("pid=1 "),
+        "the container's process is PID 1: {msg}"
+    );
     // sh, a subshell, ls and wc at most: no host process, not the other container's httpd.
     // (`$$$$` is the shell's `$$`: Kubernetes turns `$$` into `$` in commands.)
     let procs: usize = msg
@@ -406,12 +418,127 @@ fn containers_share_network_and_hostname_but_not_processes() {
     // With shareProcessNamespace the second container sees the first one's httpd.
     let probe = "sleep 1; ps -o comm > /dev/termination-log";
     c.apply(&two_containers("shared", &c.node, true, probe));
-    let pod = c.wait_pod("shared", Duration::from_secs(30), "the probe container to finish", |p| {
-        container_status(p, "probe")["state"]["terminated"].is_object()
-    });
+    let pod = c.wait_pod(
+        "shared",
+        Duration::from_secs(30),
+        "the probe container to finish",
+        |p| container_status(p, "probe")["state"]["terminated"].is_object(),
+    );
     let msg = container_status(&pod, "probe")["state"]["terminated"]["message"]
         .as_str()
         .unwrap_or("")
         .to_string();
     assert!(msg.contains("httpd"), "{msg}");
+}
+
+#[test]
+fn limits_reach_the_cgroups_and_oom_kills_are_reported() {
+    let name = "limits_reach_the_cgroups_and_oom_kills_are_reported";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let device = std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.split_whitespace().nth(4) == Some("/"))
+                .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+        })
+        .unwrap_or_default();
+    // The root filesystem's block device, for the blkio annotation.
+    let dev_path = std::fs::read_dir("/dev")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            std::fs::metadata(p).is_ok_and(|m| {
+                m.file_type().is_block_device()
+                    && format!("{}:{}", libc_major(m.rdev()), libc_minor(m.rdev())) == device
+            })
+        });
+    let blkio = match &dev_path {
+        Some(p) => format!(
+            "  annotations:\n    blkio.skiff.dev/main: \"device-write-bps={}:1mb\"\n",
+            p.display()
+        ),
+        None => String::new(),
+    };
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: limited
+{blkio}spec:
+  nodeName: {node}
+  containers:
+  - name: main
+    image: {img}
+    command: ["sleep", "3600"]
+    resources:
+      requests: {{cpu: 100m, memory: 16Mi}}
+      limits: {{cpu: 200m, memory: 32Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {img}
+    command: ["tail", "/dev/zero"]
+    resources:
+      limits: {{memory: 16Mi}}
+"#,
+        node = c.node,
+        img = common::pods::IMAGE
+    );
+    c.apply(&yaml);
+    let pod = c.wait_pod("limited", Duration::from_secs(30), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    assert_eq!(pod["status"]["qosClass"], "Burstable");
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+    let id = container_status(&pod, "main")["containerID"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("skiff://")
+        .to_string();
+    let cgroup = format!("skiff/{}/kubepods/burstable/pod{uid}/{id}", c.node);
+    let read = |ctrl: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctrl}/{cgroup}/{file}"))
+            .unwrap_or_else(|e| panic!("{ctrl}/{cgroup}/{file}: {e}"))
+    };
+    assert_eq!(read("cpu", "cpu.cfs_quota_us").trim(), "20000");
+    assert_eq!(read("cpu", "cpu.cfs_period_us").trim(), "100000");
+    assert_eq!(read("cpu", "cpu.shares").trim(), "102");
+    assert_eq!(
+        read("memory", "memory.limit_in_bytes").trim(),
+        (32u64 << 20).to_string()
+    );
+    if dev_path.is_some() {
+        assert_eq!(
+            read("blkio", "blkio.throttle.write_bps_device").trim(),
+            format!("{device} 1048576")
+        );
+    }
+    let hog = c.wait_pod("hog", Duration::from_secs(60), "OOMKilled", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    let t = &container_status(&hog, "main")["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{hog}");
+    assert_eq!(t["exitCode"], 137, "{hog}");
+}
+
+fn libc_major(dev: u64) -> u64 {
+    ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)
+}
+
+fn libc_minor(dev: u64) -> u64 {
+    ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
 }

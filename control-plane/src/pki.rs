@@ -1,6 +1,7 @@
-//! The cluster's certificates: a CA, the API server's serving certificate and the admin's client
-//! certificate, created once by `skiff init` and reused on every start. Clients authenticate with
-//! certificates signed by the CA (CN = user, O = groups), as kubeadm clusters do.
+//! The cluster's certificates: a CA, the API server's serving certificate, the admin's client
+//! certificate and each node agent's client certificate, created once by `skiff init` and reused
+//! on every start. Clients authenticate with certificates signed by the CA (CN = user, O =
+//! groups), as kubeadm clusters do.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,19 @@ impl PkiPaths {
     pub fn admin_key(&self) -> PathBuf {
         self.dir.join("admin.key")
     }
+    /// The CA's private key, needed to sign certificates after the first start.
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+    /// A node agent's client certificate (CN `system:node:<node>`), one per node name so a
+    /// renamed node gets its own identity.
+    pub fn node_cert(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("kubelet-{node}.crt"))
+    }
+    /// The key of [`PkiPaths::node_cert`].
+    pub fn node_key(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("kubelet-{node}.key"))
+    }
 }
 
 fn write(path: &Path, data: &str, secret: bool) -> Result<(), PkiError> {
@@ -101,16 +115,7 @@ pub fn ensure(paths: &PkiPaths, sans: &[String]) -> Result<(), PkiError> {
         return Ok(());
     }
     let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::default();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "skiff-ca");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    validity(&mut ca, 10);
-    let ca_cert = ca.self_signed(&ca_key)?;
+    let ca_cert = ca_params().self_signed(&ca_key)?;
 
     let server_key = KeyPair::generate()?;
     let mut server = CertificateParams::default();
@@ -138,19 +143,10 @@ pub fn ensure(paths: &PkiPaths, sans: &[String]) -> Result<(), PkiError> {
     let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key)?;
 
     let admin_key = KeyPair::generate()?;
-    let mut admin = CertificateParams::default();
-    admin
-        .distinguished_name
-        .push(DnType::CommonName, "kubernetes-admin");
-    admin
-        .distinguished_name
-        .push(DnType::OrganizationName, "system:masters");
-    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    admin.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    validity(&mut admin, 1);
-    let admin_cert = admin.signed_by(&admin_key, &ca_cert, &ca_key)?;
+    let admin_cert = client_params("kubernetes-admin", "system:masters")
+        .signed_by(&admin_key, &ca_cert, &ca_key)?;
 
-    write(&paths.dir.join("ca.key"), &ca_key.serialize_pem(), true)?;
+    write(&paths.ca_key(), &ca_key.serialize_pem(), true)?;
     write(&paths.server_key(), &server_key.serialize_pem(), true)?;
     write(&paths.server_cert(), &server_cert.pem(), false)?;
     write(&paths.admin_key(), &admin_key.serialize_pem(), true)?;
@@ -160,8 +156,94 @@ pub fn ensure(paths: &PkiPaths, sans: &[String]) -> Result<(), PkiError> {
     Ok(())
 }
 
+/// The CA's subject and constraints. A certificate signed later must name the same issuer, so
+/// the CA is rebuilt from these and its stored key rather than parsed back from its PEM.
+fn ca_params() -> CertificateParams {
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "skiff-ca");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut ca, 10);
+    ca
+}
+
+/// A client certificate's parameters: the API server reads the user from the CN and the
+/// groups from the O.
+fn client_params(user: &str, group: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, user);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, group);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    validity(&mut params, 1);
+    params
+}
+
+/// Creates the client certificate node `node`'s agent authenticates with (CN
+/// `system:node:<node>`, O `system:nodes`, as kubeadm issues for kubelets) unless it exists.
+/// The CA must exist ([`ensure`]).
+pub fn ensure_node(paths: &PkiPaths, node: &str) -> Result<(), PkiError> {
+    if !is_dns_name(node) {
+        return Err(PkiError::Invalid(format!(
+            "node name {node:?} must be a DNS name (letters, digits, '-' and '.')"
+        )));
+    }
+    if paths.node_cert(node).exists() && paths.node_key(node).exists() {
+        return Ok(());
+    }
+    let ca_key = KeyPair::from_pem(&read(&paths.ca_key())?)?;
+    let ca_cert = ca_params().self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let cert = client_params(&format!("system:node:{node}"), "system:nodes")
+        .signed_by(&key, &ca_cert, &ca_key)?;
+    write(&paths.node_key(node), &key.serialize_pem(), true)?;
+    write(&paths.node_cert(node), &cert.pem(), false)
+}
+
 /// Writes a kubeconfig that reaches `server` as the admin, with everything inline.
 pub fn write_admin_kubeconfig(paths: &PkiPaths, server: &str, out: &Path) -> Result<(), PkiError> {
+    write_kubeconfig(
+        paths,
+        server,
+        "kubernetes-admin",
+        &paths.admin_cert(),
+        &paths.admin_key(),
+        out,
+    )
+}
+
+/// Writes the kubeconfig node `node`'s agent uses (`kubelet.conf`, as kubeadm names it): the
+/// node's own identity, so RBAC limits it to what a kubelet needs. See [`ensure_node`].
+pub fn write_node_kubeconfig(
+    paths: &PkiPaths,
+    node: &str,
+    server: &str,
+    out: &Path,
+) -> Result<(), PkiError> {
+    write_kubeconfig(
+        paths,
+        server,
+        &format!("system:node:{node}"),
+        &paths.node_cert(node),
+        &paths.node_key(node),
+        out,
+    )
+}
+
+fn write_kubeconfig(
+    paths: &PkiPaths,
+    server: &str,
+    user: &str,
+    cert: &Path,
+    key: &Path,
+    out: &Path,
+) -> Result<(), PkiError> {
     let b64 = |p: &Path| -> Result<String, PkiError> {
         Ok(base64::engine::general_purpose::STANDARD.encode(read(p)?))
     };
@@ -171,14 +253,14 @@ pub fn write_admin_kubeconfig(paths: &PkiPaths, server: &str, out: &Path) -> Res
          clusters:\n\
          - name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
          users:\n\
-         - name: kubernetes-admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n\
+         - name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n\
          contexts:\n\
-         - name: kubernetes-admin@skiff\n  context:\n    cluster: skiff\n    user: kubernetes-admin\n\
-         current-context: kubernetes-admin@skiff\n\
+         - name: {user}@skiff\n  context:\n    cluster: skiff\n    user: {user}\n\
+         current-context: {user}@skiff\n\
          preferences: {{}}\n",
         ca = b64(&paths.ca_cert())?,
-        cert = b64(&paths.admin_cert())?,
-        key = b64(&paths.admin_key())?,
+        cert = b64(cert)?,
+        key = b64(key)?,
     );
     write(out, &text, true)
 }
@@ -212,5 +294,36 @@ mod tests {
             ),
             Err(PkiError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn node_certificates_are_per_node_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::new(dir.path());
+        assert!(
+            matches!(ensure_node(&paths, "n1"), Err(PkiError::Io { .. })),
+            "signing needs the CA"
+        );
+        ensure(&paths, &["127.0.0.1".into()]).unwrap();
+        ensure_node(&paths, "n1").unwrap();
+        let cert = read(&paths.node_cert("n1")).unwrap();
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        ensure_node(&paths, "n1").unwrap();
+        assert_eq!(read(&paths.node_cert("n1")).unwrap(), cert, "kept");
+        ensure_node(&paths, "n2").unwrap();
+        assert_ne!(read(&paths.node_cert("n2")).unwrap(), cert);
+        assert!(matches!(
+            ensure_node(&paths, "../n"),
+            Err(PkiError::Invalid(_))
+        ));
+        let conf = dir.path().join("kubelet.conf");
+        write_node_kubeconfig(&paths, "n1", "https://127.0.0.1:6443", &conf).unwrap();
+        let text = read(&conf).unwrap();
+        assert!(
+            text.contains("current-context: system:node:n1@skiff"),
+            "{text}"
+        );
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&cert);
+        assert!(text.contains(&b64), "the node's own certificate is inline");
     }
 }

@@ -83,8 +83,21 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         &config.root_dir.join("runtime"),
     );
     let runtime = Arc::new(Runtime::new(dirs, config.shim_binary.clone())?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| AgentError::Serve {
+            addr: config.listen,
+            message: e.to_string(),
+        })?;
+    // The Node reports the port actually bound, so `listen` may ask for port 0.
+    let mut status_config = config.clone();
+    if let Ok(bound) = listener.local_addr() {
+        status_config.listen = bound;
+    }
+    tokio::spawn(node_status::run(client.clone(), status_config));
     let images = Arc::new(ImageStore::open(config.root_dir.join("images"))?);
     let directory = Arc::new(Directory::default());
+    let machine = node_status::machine::Machine::read(&config.root_dir);
     let shared = Arc::new(Shared {
         config: config.clone(),
         client: client.clone(),
@@ -93,18 +106,20 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         objects: Arc::new(ApiSource::new(client.clone())),
         events: Events::start(client.clone(), config.node_name.clone()),
         directory: directory.clone(),
-        allocatable: Default::default(),
+        allocatable: machine
+            .allocatable()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    k8s_openapi::apimachinery::pkg::api::resource::Quantity(v),
+                )
+            })
+            .collect(),
         dns: kubelet::sandbox::DnsSettings::host(),
     });
-    tokio::spawn(node_status::run(client.clone(), config.clone()));
     tokio::spawn(kubelet::run(shared));
     let service = AgentService::new(directory, runtime);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| AgentError::Serve {
-            addr: config.listen,
-            message: e.to_string(),
-        })?;
     tonic::transport::Server::builder()
         .add_service(skiff_proto::agent::agent_server::AgentServer::new(service))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))

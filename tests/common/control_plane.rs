@@ -4,6 +4,7 @@ use super::cluster::*;
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// A running `skiff init`, killed on drop.
@@ -14,13 +15,45 @@ pub struct Init {
     pub api: String,
     /// host:port of the store's client endpoint.
     pub store: String,
+    /// This control plane's own Node, unique among the tests running at once (as root, `skiff
+    /// init` runs a node agent for it, whose run directory is `/run/skiff/<node>`).
+    pub node: String,
 }
 
 impl Drop for Init {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Only the agent's run directory lies outside the test directory.
+        let run = Path::new("/run/skiff").join(&self.node);
+        if run.exists() {
+            let _ = std::fs::remove_dir_all(&run);
+        }
     }
+}
+
+/// A Node name no other test running now uses: `z-` first so it lists after the Nodes tests
+/// create themselves (`node-1`, `worker-1`), then the test's label, pid and a sequence number,
+/// within the 63 characters a `kubernetes.io/hostname` label value allows.
+pub fn unique_node_name(label: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let suffix = format!(
+        "-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let label: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(63 - 2 - suffix.len())
+        .collect();
+    format!("z-{}{suffix}", label.trim_matches('-'))
 }
 
 /// curl with the admin client certificate of the cluster whose certificates are in `pki`.
@@ -44,6 +77,7 @@ impl Init {
         let ip = Ipv4Addr::new(127, 0, 0, 61);
         let dir = TestDir::new(label);
         let (store, peer, api) = (alloc_port(ip), alloc_port(ip), alloc_port(ip));
+        let node = unique_node_name(label);
         let log = std::fs::File::create(dir.path().join("init.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["init", "--data-dir"])
@@ -51,6 +85,8 @@ impl Init {
             .args(["--store-listen", &format!("{ip}:{store}")])
             .args(["--store-peer-listen", &format!("{ip}:{peer}")])
             .args(["--apiserver-listen", &format!("{ip}:{api}")])
+            .args(["--node-name", &node])
+            .args(["--agent-listen", &format!("{ip}:0")])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
@@ -61,6 +97,7 @@ impl Init {
             dir,
             api: format!("{ip}:{api}"),
             store: format!("{ip}:{store}"),
+            node,
         };
         let conf = init.kubeconfig();
         let up = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
@@ -108,6 +145,17 @@ impl Init {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("data").join("admin.conf")
+    }
+
+    /// The node agent's kubeconfig (its own identity, `system:node:<node>`); written only when
+    /// `skiff init` runs as root.
+    pub fn kubelet_conf(&self) -> PathBuf {
+        self.dir.path().join("data").join("kubelet.conf")
+    }
+
+    /// `skiff init`'s log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("init.log")).unwrap_or_default()
     }
 
     /// Runs kubectl with the admin kubeconfig and a private discovery cache.

@@ -1,7 +1,7 @@
 //! A one-node cluster for kubelet tests: `skiff init` plus a node agent, a busybox-static
 //! image already in the agent's image store, and helpers that wait on pod conditions.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,17 +16,15 @@ pub const IMAGE: &str = "skiff.test/busybox:1";
 pub struct NodeCluster {
     pub init: Init,
     pub node: String,
-    agent: Option<std::thread::JoinHandle<()>>,
 }
 
 impl NodeCluster {
-    /// Starts the control plane and the agent for node `pod-<label>`.
+    /// Starts `skiff init`, whose node agent runs the pods.
     pub fn start(label: &str) -> NodeCluster {
-        let node = format!("node-{label}").replace('_', "-");
-        let node: String = node.chars().take(60).collect();
         let init = Init::start(label);
+        let node = init.node.clone();
         let data = init.dir.path().join("data");
-        // The test image, imported into the agent's store before the agent starts.
+        // The test image, imported into the agent's store (shared safely with the running agent).
         let images = data.join("agent").join("images");
         let archive = init.dir.path().join("busybox.tar");
         TestImage::new(vec![busybox_layer()]).write_oci_archive(&archive, IMAGE);
@@ -41,28 +39,7 @@ impl NodeCluster {
             "import: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let config = skiff_node_agent::agent::AgentConfig {
-            node_name: node.clone(),
-            kubeconfig: data.join("admin.conf"),
-            root_dir: data.join("agent"),
-            run_dir: init.dir.path().join("run"),
-            log_dir: init.dir.path().join("logs"),
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            node_ip: "127.0.0.1".parse().expect("ip"),
-            shim_binary: PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
-            cgroup_root: format!("/skiff-test/{node}"),
-        };
-        let agent = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("tokio");
-            if let Err(e) = rt.block_on(skiff_node_agent::agent::run(config)) {
-                eprintln!("agent ended: {e}");
-            }
-        });
-        NodeCluster {
-            init,
-            node,
-            agent: Some(agent),
-        }
+        NodeCluster { init, node }
     }
 
     /// `kubectl apply -f -` of a manifest.
@@ -149,11 +126,8 @@ impl Drop for NodeCluster {
             "--wait=true",
             "--timeout=30s",
         ]);
-        let bundles = self
-            .init
-            .dir
-            .path()
-            .join("run")
+        let bundles = Path::new("/run/skiff")
+            .join(&self.node)
             .join("runtime")
             .join("bundles");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -164,9 +138,8 @@ impl Drop for NodeCluster {
         {
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.agent.take();
         if let Ok(layout) = skiff_node_agent::runtime::cgroup::CgroupLayout::detect() {
-            let _ = layout.remove(&format!("/skiff-test/{}", self.node));
+            let _ = layout.remove(&format!("/skiff/{}", self.node));
         }
     }
 }

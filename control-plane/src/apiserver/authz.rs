@@ -301,6 +301,23 @@ fn bootstrap_roles() -> Vec<(&'static str, Value)> {
             json!([{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}]),
         ),
         (
+            // What a node agent does: register and report its Node, heartbeat its Lease, follow
+            // the pods bound to it and what they mount, and report their status and events.
+            "system:node",
+            json!([
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+                {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch", "update"]},
+                {"apiGroups": [""], "resources": ["pods"], "verbs": read},
+                {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
+                {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+                {"apiGroups": [""], "resources": ["configmaps", "secrets", "persistentvolumeclaims", "persistentvolumes", "services", "endpoints"], "verbs": read},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]},
+                {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+                {"apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"], "verbs": ["create", "get", "list", "watch"]},
+            ]),
+        ),
+        (
             "system:basic-user",
             json!([
                 {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
@@ -333,6 +350,9 @@ pub async fn ensure_bootstrap(store: &Store) -> Result<(), Status> {
         ("system:discovery", "system:authenticated"),
         ("system:basic-user", "system:authenticated"),
         ("system:public-info-viewer", "system:authenticated"),
+        // Upstream leaves this binding empty and lets its Node authorizer confine each node to
+        // its own objects; skiff has no Node authorizer yet, so the group gets the role.
+        ("system:node", "system:nodes"),
     ];
     for (role, group) in subjects {
         let mut obj = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -439,5 +459,44 @@ mod tests {
             &res("delete", "apps", "deployments", None, Some("web")),
         );
         assert_eq!(s.message, "deployments.apps \"web\" is forbidden: User \"alice\" cannot delete resource \"deployments\" in API group \"apps\" in the namespace \"default\"");
+    }
+
+    #[test]
+    fn the_node_role_covers_a_kubelet_and_no_more() {
+        let roles = bootstrap_roles();
+        let rules = roles
+            .iter()
+            .find(|(name, _)| *name == "system:node")
+            .map(|(_, rules)| rules.as_array().cloned().unwrap_or_default())
+            .unwrap_or_default();
+        let allows = |a: Attributes| rules.iter().any(|r| rule_allows(r, &a));
+        assert!(allows(res("create", "", "nodes", None, None)));
+        assert!(allows(res("patch", "", "nodes", Some("status"), Some("n"))));
+        assert!(allows(res(
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            None,
+            Some("n")
+        )));
+        assert!(allows(res("watch", "", "pods", None, None)));
+        assert!(allows(res("patch", "", "pods", Some("status"), Some("p"))));
+        assert!(allows(res(
+            "create",
+            "",
+            "serviceaccounts",
+            Some("token"),
+            Some("sa")
+        )));
+        assert!(!allows(res("delete", "", "nodes", None, Some("n"))));
+        assert!(!allows(res(
+            "delete",
+            "",
+            "namespaces",
+            None,
+            Some("default")
+        )));
+        assert!(!allows(res("create", "", "pods", None, None)));
+        assert!(!allows(res("get", "", "pods", Some("exec"), Some("p"))));
     }
 }
