@@ -18,6 +18,8 @@ mod window;
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, UNIX_EPOCH};
+#[cfg(test)]
+use std::time::SystemTime;
 
 use skiff_proto::agent::{ContainerStats, PodStats, StatsResponse, Usage};
 use tracing::debug;
@@ -85,6 +87,8 @@ impl Sampler {
         let now = Instant::now();
         let mut rates = std::collections::HashMap::new();
         let mut fresh = Vec::new();
+        // Counters read this time; the others' cgroups are gone, and so are their windows.
+        let mut seen = HashSet::new();
         for source in &sources {
             let key = source.key();
             if windows.age(key, now).is_some_and(|age| age > STALE_WINDOW) {
@@ -93,6 +97,7 @@ impl Sampler {
             let Some(cpu) = self.cpu_ns(*source) else {
                 continue;
             };
+            seen.insert(key.to_string());
             match windows.observe(key, Reading::now(cpu), MIN_WINDOW) {
                 Some(rate) => {
                     rates.insert(key.to_string(), rate);
@@ -112,7 +117,6 @@ impl Sampler {
                 }
             }
         }
-        let seen: HashSet<String> = sources.iter().map(|s| s.key().to_string()).collect();
         windows.retain(&seen);
         drop(windows);
 
@@ -203,5 +207,164 @@ fn pause(d: Duration) {
             tokio::task::block_in_place(|| std::thread::sleep(d))
         }
         _ => std::thread::sleep(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+    use crate::service::{ContainerRef, PodRef};
+
+    /// The kubelet's side: one pod with one container in the given cgroup.
+    struct OnePod(PodRef);
+
+    impl PodDirectory for OnePod {
+        fn container(&self, _: &str, _: &str, _: &str, _: &str) -> Option<ContainerRef> {
+            None
+        }
+        fn pod_netns(&self, _: &str, _: &str, _: &str) -> Option<PathBuf> {
+            None
+        }
+        fn pods(&self) -> Vec<PodRef> {
+            vec![self.0.clone()]
+        }
+    }
+
+    /// A v1 cgroup in the cpuacct and memory hierarchies holding one process; killed and
+    /// removed when dropped, also when the test fails.
+    struct SpinningCgroup {
+        dirs: Vec<PathBuf>,
+        child: Option<Child>,
+    }
+
+    impl Drop for SpinningCgroup {
+        fn drop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            for dir in &self.dirs {
+                // The killed process leaves the cgroup once reaped; rmdir succeeds from then.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    const ALLOCATED: u64 = 64 << 20;
+
+    #[test]
+    fn sampler_measures_a_spinning_process_in_its_cgroup() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!(
+                "SKIPPED sampler_measures_a_spinning_process_in_its_cgroup: needs root to create cgroups"
+            );
+            return;
+        }
+        let layout = CgroupLayout::detect().expect("mountinfo");
+        let CgroupLayout::V1 { hierarchies } = &layout else {
+            eprintln!(
+                "SKIPPED sampler_measures_a_spinning_process_in_its_cgroup: cgroup v1 only (v2 files are covered by cgroup's parser tests)"
+            );
+            return;
+        };
+        let path = format!("/skiff-test-{}", std::process::id());
+        let mut cgroup = SpinningCgroup {
+            dirs: Vec::new(),
+            child: None,
+        };
+        let mut join = String::new();
+        for ctrl in ["cpuacct", "memory"] {
+            let dir = hierarchies[ctrl].join(path.trim_start_matches('/'));
+            std::fs::create_dir(&dir).expect("create the test cgroup");
+            join.push_str(&format!("echo $$ > {}/cgroup.procs; ", dir.display()));
+            cgroup.dirs.push(dir);
+        }
+        // The shell joins the cgroup before perl starts, so all its memory is charged there:
+        // 64 MiB written into a string, "ready", then a busy loop.
+        let script = format!(
+            "{join}exec /usr/bin/perl -e '$| = 1; $x = \"x\" x {ALLOCATED}; print \"ready\\n\"; 1 while 1'"
+        );
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the spinner");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let pid = child.id();
+        cgroup.child = Some(child);
+        // perl ends the line once its memory is written, or dies and closes the pipe.
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read the spinner");
+        assert_eq!(line, "ready\n", "the spinner did not start");
+        // What the process has written: its anonymous resident memory, all charged here.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let rss_anon = status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("RssAnon")
+            * 1024;
+        assert!(rss_anon >= ALLOCATED, "{rss_anon}");
+
+        let pods = OnePod(PodRef {
+            namespace: "default".into(),
+            name: "spin".into(),
+            uid: "uid-1".into(),
+            cgroup_path: path.clone(),
+            containers: vec![("spin".into(), path.clone())],
+        });
+        let sampler = Sampler::new(layout.clone());
+        // First sight: a short window measured on the spot.
+        let first = sampler.sample(&pods);
+        let node = first.node.expect("node usage");
+        assert!(node.cpu_nanocores > 0 && node.memory_working_set_bytes > ALLOCATED);
+        let pod = &first.pods[0];
+        assert_eq!((pod.namespace.as_str(), pod.name.as_str()), ("default", "spin"));
+        assert!(pod.window_ms >= FIRST_WINDOW.as_millis() as i64, "{pod:?}");
+
+        // Then the window since that call, once it is long enough.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pod = loop {
+            let s = sampler.sample(&pods);
+            match s.pods.first() {
+                Some(p) if p.window_ms >= 1_000 => break p.clone(),
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "no one-second window: {s:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let usage = pod.containers[0].usage.expect("usage");
+        // One busy thread: near one core, less if the two shared cores are busy elsewhere.
+        assert!(
+            (250_000_000..=1_100_000_000).contains(&usage.cpu_nanocores),
+            "{usage:?}"
+        );
+        // The working set is that memory, give or take page tables and the odd file page.
+        assert!(
+            (rss_anon - (4 << 20)..=rss_anon + (32 << 20))
+                .contains(&usage.memory_working_set_bytes),
+            "{usage:?} against {rss_anon} bytes resident"
+        );
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now_ms - pod.timestamp_unix_ms).abs() < 5_000, "{pod:?}");
+
+        // A cgroup that is gone drops out of the answer and of the sampler's windows.
+        drop(cgroup);
+        let after = sampler.sample(&pods);
+        assert!(after.pods.is_empty(), "{after:?}");
+        assert_eq!(sampler.windows.lock().unwrap().len(), 1);
     }
 }
