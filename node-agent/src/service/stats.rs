@@ -73,8 +73,19 @@ impl Sampler {
 
     /// Usage now, over the window since the previous sample. Pods and containers whose cgroups
     /// cannot be read (gone since the kubelet listed them) are left out, as is the node's usage
-    /// if `/proc` cannot be read.
+    /// if `/proc` cannot be read. It may wait (for a first window, or for a concurrent call):
+    /// called from a multi-threaded runtime's task, the worker hands its other tasks away first.
     pub fn sample(&self, pods: &dyn PodDirectory) -> StatsResponse {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.sample_blocking(pods))
+            }
+            _ => self.sample_blocking(pods),
+        }
+    }
+
+    fn sample_blocking(&self, pods: &dyn PodDirectory) -> StatsResponse {
         let pods = pods.pods();
         let mut sources = vec![Source::Node];
         for pod in &pods {
@@ -106,7 +117,7 @@ impl Sampler {
             }
         }
         if !fresh.is_empty() {
-            pause(FIRST_WINDOW);
+            std::thread::sleep(FIRST_WINDOW);
             for source in fresh {
                 let Some(cpu) = self.cpu_ns(source) else {
                     continue;
@@ -198,18 +209,6 @@ fn stamp(rate: &Rate) -> (i64, i64) {
     (ms(end), ms(rate.window.as_millis()).max(1))
 }
 
-/// Waits for a first window. The agent calls [`Sampler::sample`] from an async handler: on a
-/// multi-threaded runtime the worker hands its other tasks away while this thread sleeps.
-fn pause(d: Duration) {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| std::thread::sleep(d))
-        }
-        _ => std::thread::sleep(d),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -258,6 +257,53 @@ mod tests {
     }
 
     const ALLOCATED: u64 = 64 << 20;
+
+    struct NoPods;
+
+    impl PodDirectory for NoPods {
+        fn container(&self, _: &str, _: &str, _: &str, _: &str) -> Option<ContainerRef> {
+            None
+        }
+        fn pod_netns(&self, _: &str, _: &str, _: &str) -> Option<PathBuf> {
+            None
+        }
+        fn pods(&self) -> Vec<PodRef> {
+            Vec::new()
+        }
+    }
+
+    /// The node's usage from the real /proc: a first window measured on the spot, then the
+    /// same window again for a call right after it.
+    fn node_windows() {
+        let sampler = Sampler::new(CgroupLayout::V2 {
+            root: "/nonexistent".into(),
+        });
+        let first = sampler.sample(&NoPods);
+        let node = first.node.expect("node usage");
+        assert!(node.memory_working_set_bytes > 0);
+        assert!(first.window_ms >= FIRST_WINDOW.as_millis() as i64, "{first:?}");
+        assert!(first.pods.is_empty());
+        let again = sampler.sample(&NoPods);
+        // Memory is read at each call; CPU is the first window's rate again.
+        assert_eq!(
+            (
+                again.node.map(|u| u.cpu_nanocores),
+                again.timestamp_unix_ms,
+                again.window_ms
+            ),
+            (Some(node.cpu_nanocores), first.timestamp_unix_ms, first.window_ms)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn samples_from_a_multi_threaded_runtime() {
+        node_windows();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn samples_from_a_current_thread_runtime() {
+        node_windows();
+    }
 
     #[test]
     fn sampler_measures_a_spinning_process_in_its_cgroup() {
