@@ -76,9 +76,18 @@ fn cluster(name: &str, agent_ip: u8, dead_ip: u8) -> (Init, StandInAgent) {
     );
     create(
         &init,
-        &pod("default", "web", "node-1", r#""app":"web""#, &["app", "sidecar"]),
+        &pod(
+            "default",
+            "web",
+            "node-1",
+            r#""app":"web""#,
+            &["app", "sidecar"],
+        ),
     );
-    create(&init, &pod("other", "db", "node-1", r#""app":"db""#, &["app"]));
+    create(
+        &init,
+        &pod("other", "db", "node-1", r#""app":"db""#, &["app"]),
+    );
     create(&init, &pod("default", "quiet", "node-1", "", &["app"]));
     create(&init, &pod("default", "elsewhere", "node-2", "", &["app"]));
     agent.report_pod(
@@ -174,7 +183,13 @@ fn kubectl_top_pod_and_node_show_the_agents_usage() {
 fn get_json(init: &Init, path: &str) -> (u16, serde_json::Value) {
     let out = run_with_timeout(
         admin_curl(&init.pki())
-            .args(["-sS", "-w", "\n%{http_code}", "-H", "Accept: application/json"])
+            .args([
+                "-sS",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "Accept: application/json",
+            ])
             .arg(format!("https://{}{path}", init.api)),
         None,
         Duration::from_secs(30),
@@ -194,7 +209,10 @@ fn pod_metrics_list_as_raw_json() {
     }
     let (init, _agent) = cluster(name, 72, 73);
 
-    let (code, list) = get_json(&init, "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods");
+    let (code, list) = get_json(
+        &init,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
+    );
     assert_eq!(code, 200, "{list}");
     assert_eq!(list["kind"], "PodMetricsList");
     assert_eq!(list["apiVersion"], "metrics.k8s.io/v1beta1");
@@ -225,18 +243,37 @@ fn pod_metrics_list_as_raw_json() {
         .as_array()
         .expect("items")
         .iter()
-        .map(|i| format!("{}/{}", i["metadata"]["namespace"].as_str().unwrap_or(""), i["metadata"]["name"].as_str().unwrap_or("")))
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i["metadata"]["namespace"].as_str().unwrap_or(""),
+                i["metadata"]["name"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     assert_eq!(names, ["default/web", "other/db"]);
-    let (_, selected) = get_json(&init, "/apis/metrics.k8s.io/v1beta1/pods?labelSelector=app%3Ddb");
-    assert_eq!(selected["items"].as_array().map(Vec::len), Some(1), "{selected}");
-    assert_eq!(selected["items"][0]["containers"][0]["usage"]["memory"], "1Gi");
+    let (_, selected) = get_json(
+        &init,
+        "/apis/metrics.k8s.io/v1beta1/pods?labelSelector=app%3Ddb",
+    );
+    assert_eq!(
+        selected["items"].as_array().map(Vec::len),
+        Some(1),
+        "{selected}"
+    );
+    assert_eq!(
+        selected["items"][0]["containers"][0]["usage"]["memory"],
+        "1Gi"
+    );
 
     // One node and one pod, and the 404 for a pod the agent does not report.
     let (code, node) = get_json(&init, "/apis/metrics.k8s.io/v1beta1/nodes/node-1");
     assert_eq!(code, 200, "{node}");
     assert_eq!(node["kind"], "NodeMetrics");
-    assert_eq!(node["usage"], serde_json::json!({"cpu": "1250m", "memory": "2Gi"}));
+    assert_eq!(
+        node["usage"],
+        serde_json::json!({"cpu": "1250m", "memory": "2Gi"})
+    );
     let (code, status) = get_json(
         &init,
         "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/quiet",

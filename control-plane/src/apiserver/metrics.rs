@@ -115,11 +115,7 @@ async fn pod_metrics_one(store: &Store, target: &Target) -> Result<Value, Status
     })
 }
 
-async fn pod_metrics_list(
-    store: &Store,
-    target: &Target,
-    q: &Query,
-) -> Result<Vec<Value>, Status> {
+async fn pod_metrics_list(store: &Store, target: &Target, q: &Query) -> Result<Vec<Value>, Status> {
     let (label, field) = rest::selectors(target.res, q)?;
     let pods = list(
         store,
@@ -135,7 +131,10 @@ async fn pod_metrics_list(
     items.sort_by(|a, b| {
         let key = |v: &Value| {
             (
-                v["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+                v["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 v["metadata"]["name"].as_str().unwrap_or("").to_string(),
             )
         };
@@ -262,7 +261,9 @@ fn pod_metrics(pod: &Value, stats: &HashMap<String, StatsResponse>) -> Option<Va
     let node = pod["spec"]["nodeName"].as_str()?;
     let s = stats.get(node)?;
     let p = s.pods.iter().find(|p| {
-        p.namespace == namespace && p.name == name && (p.uid.is_empty() || uid.is_empty() || p.uid == uid)
+        p.namespace == namespace
+            && p.name == name
+            && (p.uid.is_empty() || uid.is_empty() || p.uid == uid)
     })?;
     if p.containers.is_empty() {
         return None;
@@ -325,10 +326,11 @@ fn timestamp(unix_ms: i64) -> String {
 
 /// A Table of metrics as metrics-server converts them: name, cpu, memory and window.
 fn table(items: &[Value], q: &Query) -> Value {
-    let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");
-    let column = |name: &str, format: &str| {
-        json!({"name": name, "type": "string", "format": format, "description": "", "priority": 0})
-    };
+    let include = q
+        .get("includeObject")
+        .map(String::as_str)
+        .unwrap_or("Metadata");
+    let column = |name: &str, format: &str| json!({"name": name, "type": "string", "format": format, "description": "", "priority": 0});
     let mut name_col = column("Name", "name");
     name_col["description"] = "Name of the resource".into();
     let rows: Vec<Value> = items
@@ -582,7 +584,10 @@ mod tests {
         assert!(pod_metrics(&other, &stats).is_none());
 
         let t = table(&[m], &Query::new());
-        assert_eq!(t["rows"][0]["cells"], json!(["web", "250m", "64Mi", "200ms"]));
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["web", "250m", "64Mi", "200ms"])
+        );
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
     }
 }

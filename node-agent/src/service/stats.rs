@@ -17,9 +17,9 @@ mod window;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, UNIX_EPOCH};
 #[cfg(test)]
 use std::time::SystemTime;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use skiff_proto::agent::{ContainerStats, PodStats, StatsResponse, Usage};
 use tracing::debug;
@@ -140,9 +140,10 @@ impl Sampler {
             let mut containers = Vec::new();
             let mut earliest: Option<&Rate> = None;
             for (name, cgroup) in &pod.containers {
-                let (Some(rate), Some(memory)) =
-                    (rates.get(cgroup.as_str()), self.memory(Source::Cgroup(cgroup)))
-                else {
+                let (Some(rate), Some(memory)) = (
+                    rates.get(cgroup.as_str()),
+                    self.memory(Source::Cgroup(cgroup)),
+                ) else {
                     continue;
                 };
                 if earliest.is_none_or(|e| rate.end < e.end) {
@@ -281,7 +282,10 @@ mod tests {
         let first = sampler.sample(&NoPods);
         let node = first.node.expect("node usage");
         assert!(node.memory_working_set_bytes > 0);
-        assert!(first.window_ms >= FIRST_WINDOW.as_millis() as i64, "{first:?}");
+        assert!(
+            first.window_ms >= FIRST_WINDOW.as_millis() as i64,
+            "{first:?}"
+        );
         assert!(first.pods.is_empty());
         let again = sampler.sample(&NoPods);
         // Memory is read at each call; CPU is the first window's rate again.
@@ -291,7 +295,11 @@ mod tests {
                 again.timestamp_unix_ms,
                 again.window_ms
             ),
-            (Some(node.cpu_nanocores), first.timestamp_unix_ms, first.window_ms)
+            (
+                Some(node.cpu_nanocores),
+                first.timestamp_unix_ms,
+                first.window_ms
+            )
         );
     }
 
@@ -375,7 +383,10 @@ mod tests {
         let node = first.node.expect("node usage");
         assert!(node.cpu_nanocores > 0 && node.memory_working_set_bytes > ALLOCATED);
         let pod = &first.pods[0];
-        assert_eq!((pod.namespace.as_str(), pod.name.as_str()), ("default", "spin"));
+        assert_eq!(
+            (pod.namespace.as_str(), pod.name.as_str()),
+            ("default", "spin")
+        );
         assert!(pod.window_ms >= FIRST_WINDOW.as_millis() as i64, "{pod:?}");
 
         // Then the window since that call, once it is long enough.

@@ -72,7 +72,11 @@ pub fn used_memory(meminfo: &str) -> Option<u64> {
     let kib = |key: &str| {
         meminfo.lines().find_map(|l| {
             let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-            rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
         })
     };
     let (total, available) = (kib("MemTotal")?, kib("MemAvailable")?);

@@ -118,6 +118,7 @@ impl Windows {
     }
 
     /// How many counters are followed.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.tracks.len()
     }
@@ -144,14 +145,20 @@ mod tests {
         // Too soon: no window yet, and none before it.
         assert_eq!(w.observe("/a", at(t0, 10, 5_000_000), min), None);
         // Two seconds with half a CPU.
-        let r = w.observe("/a", at(t0, 2_000, 1_000 + 1_000_000_000), min).unwrap();
+        let r = w
+            .observe("/a", at(t0, 2_000, 1_000 + 1_000_000_000), min)
+            .unwrap();
         assert_eq!(r.nanocores, 500_000_000);
         assert_eq!(r.window, Duration::from_secs(2));
         assert_eq!(r.end, t0.wall + Duration::from_secs(2));
         // Soon after: the same rate again, and the window start is kept.
         assert_eq!(w.observe("/a", at(t0, 2_100, 9_999_999_999), min), Some(r));
         let r2 = w
-            .observe("/a", at(t0, 3_000, 1_000 + 1_000_000_000 + 2_000_000_000), min)
+            .observe(
+                "/a",
+                at(t0, 3_000, 1_000 + 1_000_000_000 + 2_000_000_000),
+                min,
+            )
             .unwrap();
         assert_eq!(r2.nanocores, 2_000_000_000);
         // A counter going backwards is a new cgroup: no rate until the next window.
