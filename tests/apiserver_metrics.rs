@@ -153,6 +153,14 @@ fn kubectl_top_pod_and_node_show_the_agents_usage() {
         missing.contains(r#"podmetrics.metrics.k8s.io "default/elsewhere" not found"#),
         "{missing}"
     );
+    // `kubectl get` reads metrics-server's Table: the pod's summed usage, exact.
+    assert_eq!(
+        rows(&init.ok(&["get", "pods.metrics.k8s.io", "web"])),
+        vec![
+            vec!["NAME", "CPU", "MEMORY", "WINDOW"],
+            vec!["web", "255123456n", "76288Ki", "15s"],
+        ]
+    );
     let nothing = init.fails(&["top", "pod", "nope"]);
     assert!(nothing.contains(r#"pods "nope" not found"#), "{nothing}");
 
