@@ -17,8 +17,6 @@ mod window;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-#[cfg(test)]
-use std::time::SystemTime;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use skiff_proto::agent::{ContainerStats, PodStats, StatsResponse, Usage};
@@ -214,6 +212,7 @@ fn stamp(rate: &Rate) -> (i64, i64) {
 mod tests {
     use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
+    use std::time::SystemTime;
 
     use super::*;
     use crate::service::{ContainerRef, PodRef};
