@@ -6,19 +6,24 @@
 //! - exec: the command runs as a process on this machine, with real stdin, stdout, stderr and
 //!   exit code. With a TTY, stderr joins stdout and each terminal resize is reported on stdout
 //!   as `[resize WxH]`;
-//! - port-forward: port P of the pod is port P on the stand-in's own address.
+//! - port-forward: port P of the pod is port P on the stand-in's own address;
+//! - stats: the node uses [`NODE_CPU_NANOCORES`] and [`NODE_MEMORY_BYTES`] over a
+//!   [`STATS_WINDOW_MS`] window ending now, and the pods it has been told of with
+//!   [`StandInAgent::report_pod`] use what they were given.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use skiff_proto::agent::agent_server::{Agent, AgentServer};
 use skiff_proto::agent::exec_input::Input as ExecIn;
 use skiff_proto::agent::exec_output::Output as ExecOut;
 use skiff_proto::agent::port_forward_input::Input as ForwardIn;
 use skiff_proto::agent::{
-    ExecInput, ExecOutput, LogChunk, LogRequest, PortForwardInput, PortForwardOutput,
+    ContainerStats, ExecInput, ExecOutput, LogChunk, LogRequest, PodStats, PortForwardInput,
+    PortForwardOutput, StatsRequest, StatsResponse, Usage,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -26,9 +31,18 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+/// The node's CPU use the stand-in reports: 1.25 cores.
+pub const NODE_CPU_NANOCORES: u64 = 1_250_000_000;
+/// The node's memory working set the stand-in reports: 2 GiB.
+pub const NODE_MEMORY_BYTES: u64 = 2 << 30;
+/// The window the stand-in's usage is averaged over.
+pub const STATS_WINDOW_MS: i64 = 15_000;
+
 struct StandIn {
     /// Where the pod's ports are.
     ip: IpAddr,
+    /// The pods `stats` reports.
+    pods: Arc<Mutex<Vec<PodStats>>>,
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
@@ -200,9 +214,26 @@ impl Agent for StandIn {
 
     async fn stats(
         &self,
-        _request: Request<skiff_proto::agent::StatsRequest>,
-    ) -> Result<Response<skiff_proto::agent::StatsResponse>, Status> {
-        Err(Status::unimplemented("the stand-in agent keeps no stats"))
+        _request: Request<StatsRequest>,
+    ) -> Result<Response<StatsResponse>, Status> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let pods = self
+            .pods
+            .lock()
+            .map_err(|_| Status::internal("poisoned"))?
+            .clone();
+        Ok(Response::new(StatsResponse {
+            node: Some(Usage {
+                cpu_nanocores: NODE_CPU_NANOCORES,
+                memory_working_set_bytes: NODE_MEMORY_BYTES,
+            }),
+            pods,
+            timestamp_unix_ms: now_ms,
+            window_ms: STATS_WINDOW_MS,
+        }))
     }
 
     async fn logs(&self, request: Request<LogRequest>) -> Result<Response<ChunkStream>, Status> {
@@ -265,6 +296,7 @@ impl Agent for StandIn {
 /// A running stand-in agent; it stops when dropped.
 pub struct StandInAgent {
     pub addr: SocketAddr,
+    pods: Arc<Mutex<Vec<PodStats>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -280,15 +312,43 @@ impl StandInAgent {
             .block_on(tokio::net::TcpListener::bind((ip, 0)))
             .expect("bind the stand-in agent");
         let addr = listener.local_addr().expect("its address");
+        let pods = Arc::new(Mutex::new(Vec::new()));
         runtime.spawn(
             tonic::transport::Server::builder()
-                .add_service(AgentServer::new(StandIn { ip: ip.into() }))
+                .add_service(AgentServer::new(StandIn {
+                    ip: ip.into(),
+                    pods: pods.clone(),
+                }))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         StandInAgent {
             addr,
+            pods,
             _runtime: runtime,
         }
+    }
+
+    /// From now on `stats` reports the pod `namespace/name` (any uid) with these containers:
+    /// (name, CPU in nanocores, memory working set in bytes), over the stand-in's window.
+    pub fn report_pod(&self, namespace: &str, name: &str, containers: &[(&str, u64, u64)]) {
+        let pod = PodStats {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: String::new(),
+            containers: containers
+                .iter()
+                .map(|&(name, cpu, memory)| ContainerStats {
+                    name: name.into(),
+                    usage: Some(Usage {
+                        cpu_nanocores: cpu,
+                        memory_working_set_bytes: memory,
+                    }),
+                })
+                .collect(),
+            timestamp_unix_ms: 0,
+            window_ms: 0,
+        };
+        self.pods.lock().expect("the stand-in's pods").push(pod);
     }
 
     /// A Node object whose agent endpoint is this stand-in.

@@ -17,6 +17,7 @@ mod discovery;
 mod exec;
 mod logs;
 mod managed_fields;
+mod metrics;
 mod namespaces;
 mod objects;
 mod openapi;

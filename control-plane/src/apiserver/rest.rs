@@ -165,6 +165,9 @@ pub async fn handle(
         return Err(Status::method_not_allowed(verb, &res.qualified()));
     }
     debug!(verb, resource = res.plural, namespace = ?target.namespace, name = ?target.name, "request");
+    if res.group == "metrics.k8s.io" {
+        return super::metrics::serve(&store, &target, verb, &q, &headers).await;
+    }
     if !res.stored {
         return not_stored(&target, verb);
     }
@@ -183,7 +186,7 @@ pub async fn handle(
     }
 }
 
-/// Read-only resources without storage (metrics until the agents report them).
+/// Read-only resources without storage and without a server of their own.
 fn not_stored(target: &Target, verb: &str) -> Result<Response, Status> {
     let res = target.res;
     match verb {

@@ -1,7 +1,8 @@
 //! Finding a container's cgroup directories on this host (cgroup v2, or v1 including hybrid
-//! mode), reading its OOM-kill counter, and removing leftover directories. libcontainer creates
-//! the cgroups and writes the limits; this covers what it does not: OOM reporting for the exit
-//! status and clean-up when its own state is gone.
+//! mode), reading its OOM-kill counter and its CPU and memory use, and removing leftover
+//! directories. libcontainer creates the cgroups and writes the limits; this covers what it does
+//! not: OOM reporting for the exit status, usage for the metrics API, and clean-up when its own
+//! state is gone.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -120,10 +121,92 @@ impl CgroupLayout {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Total CPU time the cgroup's processes have used, in nanoseconds: v1 `cpuacct.usage`, v2
+    /// `usage_usec` in `cpu.stat`. A counter: usage is its rate.
+    pub fn cpu_usage_ns(&self, cgroup_path: &str) -> Result<u64, CgroupReadError> {
+        let rel = cgroup_path.trim_start_matches('/');
+        match self {
+            CgroupLayout::V2 { root } => {
+                let file = root.join(rel).join("cpu.stat");
+                let usec = parse_counter(&read(&file)?, "usage_usec")
+                    .ok_or(CgroupReadError::Malformed { file })?;
+                Ok(usec.saturating_mul(1000))
+            }
+            CgroupLayout::V1 { hierarchies } => {
+                let mount = hierarchies
+                    .get("cpuacct")
+                    .ok_or(CgroupReadError::NoController("cpuacct"))?;
+                let file = mount.join(rel).join("cpuacct.usage");
+                parse_number(&read(&file)?).ok_or(CgroupReadError::Malformed { file })
+            }
+        }
+    }
+
+    /// The cgroup's memory working set in bytes: usage less inactive file pages (which the
+    /// kernel reclaims first), as cAdvisor computes it for the kubelet. v1 reads
+    /// `memory.usage_in_bytes` and `total_inactive_file` in `memory.stat`; v2 `memory.current`
+    /// and `inactive_file`.
+    pub fn memory_working_set(&self, cgroup_path: &str) -> Result<u64, CgroupReadError> {
+        let dir = self
+            .memory_dir(cgroup_path)
+            .ok_or(CgroupReadError::NoController("memory"))?;
+        let (usage_file, inactive_key) = match self {
+            CgroupLayout::V2 { .. } => ("memory.current", "inactive_file"),
+            CgroupLayout::V1 { .. } => ("memory.usage_in_bytes", "total_inactive_file"),
+        };
+        let usage_file = dir.join(usage_file);
+        let usage = parse_number(&read(&usage_file)?)
+            .ok_or(CgroupReadError::Malformed { file: usage_file })?;
+        let stat_file = dir.join("memory.stat");
+        let inactive = parse_counter(&read(&stat_file)?, inactive_key)
+            .ok_or(CgroupReadError::Malformed { file: stat_file })?;
+        Ok(working_set(usage, inactive))
+    }
+
     /// True when the cgroup exists in any hierarchy.
     pub fn exists(&self, cgroup_path: &str) -> bool {
         self.dirs(cgroup_path).iter().any(|d| d.exists())
     }
+}
+
+/// Why a cgroup's usage could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupReadError {
+    /// The controller is not mounted on this host.
+    #[error("the {0} cgroup controller is not mounted")]
+    NoController(&'static str),
+    /// The file is missing (the cgroup is gone) or unreadable.
+    #[error("reading {}: {source}", file.display())]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The file did not hold what the kernel writes there.
+    #[error("{} does not hold the expected counter", file.display())]
+    Malformed {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+fn read(file: &Path) -> Result<String, CgroupReadError> {
+    std::fs::read_to_string(file).map_err(|source| CgroupReadError::Io {
+        file: file.to_path_buf(),
+        source,
+    })
+}
+
+/// A single-number cgroup file (`cpuacct.usage`, `memory.current`).
+pub fn parse_number(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// Usage less inactive file pages; never below zero, as the two files are not read at one
+/// instant.
+pub fn working_set(usage: u64, inactive_file: u64) -> u64 {
+    usage.saturating_sub(inactive_file)
 }
 
 /// Finds `key N` in a flat-keyed cgroup file.
@@ -239,5 +322,77 @@ mod tests {
         assert!(!cg.exists());
         assert!(!v2.exists("/skiff/pod1/c1"));
         v2.remove("/skiff/pod1/c1").unwrap();
+    }
+
+    #[test]
+    fn v2_usage_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = CgroupLayout::V2 {
+            root: dir.path().to_path_buf(),
+        };
+        let cg = dir.path().join("skiff/pod1/c1");
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(
+            cg.join("cpu.stat"),
+            "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\nnr_periods 0\n",
+        )
+        .unwrap();
+        std::fs::write(cg.join("memory.current"), "10485760\n").unwrap();
+        std::fs::write(
+            cg.join("memory.stat"),
+            "anon 6291456\nfile 4194304\nactive_file 1048576\ninactive_file 3145728\n",
+        )
+        .unwrap();
+        assert_eq!(v2.cpu_usage_ns("/skiff/pod1/c1").unwrap(), 1_234_567_000);
+        assert_eq!(
+            v2.memory_working_set("/skiff/pod1/c1").unwrap(),
+            10_485_760 - 3_145_728
+        );
+        // A cgroup gone between listing and reading is an I/O error naming the file.
+        let gone = v2.cpu_usage_ns("/skiff/pod1/gone").unwrap_err();
+        assert!(
+            matches!(&gone, CgroupReadError::Io { file, .. } if file.ends_with("gone/cpu.stat")),
+            "{gone}"
+        );
+        std::fs::write(cg.join("cpu.stat"), "user_usec 5\n").unwrap();
+        assert!(matches!(
+            v2.cpu_usage_ns("/skiff/pod1/c1"),
+            Err(CgroupReadError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn v1_usage_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cpuacct, memory) = (dir.path().join("cpuacct"), dir.path().join("memory"));
+        let v1 = CgroupLayout::V1 {
+            hierarchies: [
+                ("cpuacct".to_string(), cpuacct.clone()),
+                ("memory".to_string(), memory.clone()),
+            ]
+            .into(),
+        };
+        std::fs::create_dir_all(cpuacct.join("p/c")).unwrap();
+        std::fs::create_dir_all(memory.join("p/c")).unwrap();
+        std::fs::write(cpuacct.join("p/c/cpuacct.usage"), "987654321\n").unwrap();
+        std::fs::write(memory.join("p/c/memory.usage_in_bytes"), "8192000\n").unwrap();
+        // The hierarchical total, not the cgroup's own `inactive_file`.
+        std::fs::write(
+            memory.join("p/c/memory.stat"),
+            "cache 4096\ninactive_file 4096\ntotal_cache 2048000\ntotal_inactive_file 2000000\n",
+        )
+        .unwrap();
+        assert_eq!(v1.cpu_usage_ns("/p/c").unwrap(), 987_654_321);
+        assert_eq!(v1.memory_working_set("/p/c").unwrap(), 6_192_000);
+        // More inactive file pages than usage (read at different instants): zero, not a wrap.
+        std::fs::write(memory.join("p/c/memory.usage_in_bytes"), "1000\n").unwrap();
+        assert_eq!(v1.memory_working_set("/p/c").unwrap(), 0);
+        let no_cpuacct = CgroupLayout::V1 {
+            hierarchies: [("memory".to_string(), memory)].into(),
+        };
+        assert!(matches!(
+            no_cpuacct.cpu_usage_ns("/p/c"),
+            Err(CgroupReadError::NoController("cpuacct"))
+        ));
     }
 }
