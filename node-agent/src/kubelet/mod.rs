@@ -4,8 +4,12 @@
 //! | module | job |
 //! |---|---|
 //! | [`node_status`] | the Node object (capacity, nodeInfo, addresses, conditions) and its Lease heartbeat |
+//! | [`volumes`] | a pod's volumes under `<pod_dir>/volumes/` (emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim) and each container's bind mounts |
+//! | [`downward`] | downward API values (`fieldRef`, `resourceFieldRef`) and resource quantity arithmetic |
 
+pub mod downward;
 pub mod node_status;
+pub mod volumes;
 
 use std::path::PathBuf;
 
