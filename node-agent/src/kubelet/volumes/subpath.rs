@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -121,8 +121,8 @@ pub(crate) struct SubPathMount<'a> {
 }
 
 /// Creates the sub-path if missing (as a directory with the volume root's mode), checks it stays
-/// inside the volume, and bind-mounts it onto the target; returns the target. A target that is
-/// already mounted (the container restarted) is reused.
+/// inside the volume, and bind-mounts it onto the target; returns the target. A target already
+/// bound to the same file (the container restarted) is reused; one bound to another is replaced.
 pub(crate) fn prepare(m: &SubPathMount<'_>) -> Result<PathBuf, VolumeError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         // Upstream keeps host details out of the pod's status; the log has them.
@@ -136,9 +136,6 @@ pub(crate) fn prepare(m: &SubPathMount<'_>) -> Result<PathBuf, VolumeError> {
             m.mount_name, m.container
         ))
     };
-    if mount::is_mount_point(&m.target).map_err(|e| failed("mountinfo", &e))? {
-        return Ok(m.target.clone());
-    }
     let base = fs::canonicalize(m.volume_root).map_err(|e| failed("volume root", &e))?;
     let full = base.join(m.sub);
     if fs::symlink_metadata(&full).is_err() {
@@ -159,7 +156,16 @@ pub(crate) fn prepare(m: &SubPathMount<'_>) -> Result<PathBuf, VolumeError> {
         )));
     };
     let file = safe_open(&base, rel).map_err(|e| failed("open", &e))?;
-    let is_dir = file.metadata().map_err(|e| failed("stat", &e))?.is_dir();
+    let meta = file.metadata().map_err(|e| failed("stat", &e))?;
+    if mount::is_mount_point(&m.target).map_err(|e| failed("mountinfo", &e))? {
+        // Bound before (the container restarted): keep it if it is the same file, as upstream.
+        let bound = fs::metadata(&m.target).map_err(|e| failed("stat", &e))?;
+        if (bound.dev(), bound.ino()) == (meta.dev(), meta.ino()) {
+            return Ok(m.target.clone());
+        }
+        mount::unmount(&m.target).map_err(|e| failed("unmount stale", &e))?;
+    }
+    let is_dir = meta.is_dir();
     if let Some(parent) = m.target.parent() {
         fs::create_dir_all(parent).map_err(|e| failed("target", &e))?;
     }
