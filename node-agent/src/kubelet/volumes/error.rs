@@ -37,6 +37,15 @@ pub enum VolumeError {
     /// The pod itself lacks what volumes need (a namespace, valid volume names).
     #[error("invalid pod: {0}")]
     InvalidPod(String),
+    /// The pod's volume directory could not be made.
+    #[error("failed to create pod volume directory {path}: {source}")]
+    PodDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: io::Error,
+    },
     /// Unmounting or removing a pod's volume directories failed.
     #[error("UnmountVolume.TearDown failed for {path}: {source}")]
     TearDown {

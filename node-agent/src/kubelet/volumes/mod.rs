@@ -87,20 +87,39 @@ impl PodVolumes {
         pod_dir: &Path,
         source: &dyn ObjectSource,
     ) -> Result<PodVolumes, VolumeError> {
-        std::fs::create_dir_all(pod_dir.join(VOLUMES_DIR)).map_err(|e| VolumeError::TearDown {
+        std::fs::create_dir_all(pod_dir.join(VOLUMES_DIR)).map_err(|e| VolumeError::PodDir {
             path: pod_dir.join(VOLUMES_DIR),
             source: e,
         })?;
         // The mount table speaks in canonical paths.
-        let pod_dir = std::fs::canonicalize(pod_dir).map_err(|e| VolumeError::TearDown {
+        let pod_dir = std::fs::canonicalize(pod_dir).map_err(|e| VolumeError::PodDir {
             path: pod_dir.to_path_buf(),
             source: e,
         })?;
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let pod_volumes: Vec<&Volume> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .collect();
+        // Asked once per pod, and only when a volume needs it: memory-backed volumes are sized
+        // by it and downwardAPI files report it for unset limits.
+        let allocatable = if pod_volumes.iter().any(|v| needs_allocatable(v)) {
+            source.node_allocatable().await?
+        } else {
+            BTreeMap::new()
+        };
+        let ctx = SetUpContext {
+            pod,
+            namespace,
+            pod_dir: &pod_dir,
+            allocatable: &allocatable,
+            source,
+        };
         let mut volumes = BTreeMap::new();
-        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        for volume in pod_volumes {
             check_name(&volume.name)?;
-            let prepared = set_up(pod, namespace, &pod_dir, volume, source)
+            let prepared = set_up(&ctx, volume)
                 .await
                 .map_err(|cause| VolumeError::SetUp {
                     volume: volume.name.clone(),
@@ -248,14 +267,37 @@ fn check_name(name: &str) -> Result<(), VolumeError> {
     Ok(())
 }
 
+/// Whether setting up the volume uses the node's allocatable resources.
+fn needs_allocatable(v: &Volume) -> bool {
+    v.empty_dir
+        .as_ref()
+        .is_some_and(|e| e.medium.as_deref() == Some("Memory"))
+        || v.secret.is_some()
+        || v.downward_api.is_some()
+        || v.projected.is_some()
+}
+
+/// What every volume's set-up shares.
+struct SetUpContext<'a> {
+    pod: &'a Pod,
+    namespace: &'a str,
+    pod_dir: &'a Path,
+    allocatable: &'a BTreeMap<String, Quantity>,
+    source: &'a dyn ObjectSource,
+}
+
 /// Sets up one volume by kind.
-async fn set_up(
-    pod: &Pod,
-    namespace: &str,
-    pod_dir: &Path,
-    volume: &Volume,
-    source: &dyn ObjectSource,
-) -> Result<Prepared, SetUpError> {
+async fn set_up(ctx: &SetUpContext<'_>, volume: &Volume) -> Result<Prepared, SetUpError> {
+    let SetUpContext {
+        pod,
+        namespace,
+        pod_dir,
+        allocatable,
+        source,
+    } = *ctx;
+    // Memory-backed volumes are sized as upstream's: the pod's memory limit or the node's
+    // allocatable memory, or the emptyDir's sizeLimit when smaller.
+    let memory_size = |limit: Option<&Quantity>| empty_dir::memory_size(pod, limit, allocatable);
     let dir = |plugin: &str| pod_dir.join(VOLUMES_DIR).join(plugin).join(&volume.name);
     let writable = |path: PathBuf| Prepared {
         path,
@@ -271,7 +313,7 @@ async fn set_up(
     };
     if let Some(src) = &volume.empty_dir {
         let path = dir(EMPTY_DIR);
-        empty_dir::set_up(&path, src)?;
+        empty_dir::set_up(&path, src, memory_size(src.size_limit.as_ref())?)?;
         Ok(writable(path))
     } else if let Some(src) = &volume.host_path {
         Ok(writable(host_path::check(&src.path, src.type_.as_deref())?))
@@ -297,18 +339,14 @@ async fn set_up(
         };
         let payload = projection::keyed_payload(namespace, &r, source).await?;
         let path = dir(SECRET);
-        empty_dir::tmpfs(&path, None)?;
+        empty_dir::tmpfs(&path, memory_size(None)?)?;
         files(path, &payload)
     } else if let Some(src) = &volume.downward_api {
-        let allocatable = source
-            .node_allocatable()
-            .await
-            .map_err(SetUpError::from_source)?;
         let payload = projection::downward_payload(
             pod,
             src.items.as_deref().unwrap_or_default(),
             projection::mode_bits(src.default_mode, DEFAULT_MODE),
-            &allocatable,
+            allocatable,
         )?;
         let path = dir(DOWNWARD_API);
         empty_dir::create_dir(&path)?;
@@ -319,11 +357,12 @@ async fn set_up(
             namespace,
             src.sources.as_deref().unwrap_or_default(),
             projection::mode_bits(src.default_mode, DEFAULT_MODE),
+            allocatable,
             source,
         )
         .await?;
         let path = dir(PROJECTED);
-        empty_dir::tmpfs(&path, None)?;
+        empty_dir::tmpfs(&path, memory_size(None)?)?;
         files(path, &payload)
     } else if let Some(src) = &volume.persistent_volume_claim {
         let claim = claim::ClaimRef {

@@ -170,11 +170,11 @@ pub(crate) async fn projected_payload(
     namespace: &str,
     sources: &[VolumeProjection],
     default_mode: u32,
+    allocatable: &BTreeMap<String, Quantity>,
     source: &dyn ObjectSource,
 ) -> Result<Payload, SetUpError> {
     let mut payload = Payload::new();
     let mut errors = Vec::new();
-    let mut allocatable = None;
     for s in sources {
         let part = if let Some(cm) = &s.config_map {
             let r = KeyedRef {
@@ -195,19 +195,11 @@ pub(crate) async fn projected_payload(
             };
             keyed_payload(namespace, &r, source).await
         } else if let Some(d) = &s.downward_api {
-            if allocatable.is_none() {
-                allocatable = Some(
-                    source
-                        .node_allocatable()
-                        .await
-                        .map_err(SetUpError::from_source)?,
-                );
-            }
             downward_payload(
                 pod,
                 d.items.as_deref().unwrap_or_default(),
                 default_mode,
-                allocatable.as_ref().unwrap_or(&BTreeMap::new()),
+                allocatable,
             )
         } else if s.service_account_token.is_some() {
             tracing::warn!(
