@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::SetUpError;
+use super::ownership;
 
 /// The symlink naming the current timestamped directory.
 pub(crate) const DATA_DIR: &str = "..data";
@@ -35,10 +36,20 @@ pub(crate) type Payload = BTreeMap<String, FileProjection>;
 
 /// Makes `target` hold exactly `payload`, atomically, reusing the current contents when they
 /// already match.
-pub(crate) fn write(target: &Path, payload: &Payload) -> Result<(), SetUpError> {
+/// With `fs_group`, files are group-readable and owned by that group (see `ownership`) before
+/// they become visible.
+pub(crate) fn write(
+    target: &Path,
+    payload: &Payload,
+    fs_group: Option<u32>,
+) -> Result<(), SetUpError> {
     let io = |what: &str, p: &Path, e| SetUpError::io(format!("{what} {}", p.display()), e);
     let mut clean = BTreeMap::new();
     for (path, file) in payload {
+        let mut file = file.clone();
+        if fs_group.is_some() {
+            file.mode = ownership::file_mode(file.mode, true);
+        }
         clean.insert(validate_path(path)?, file);
     }
 
@@ -78,6 +89,10 @@ pub(crate) fn write(target: &Path, payload: &Payload) -> Result<(), SetUpError> 
                 create_dirs(parent).map_err(|e| io("create directory", parent, e))?;
             }
             write_file(&path, file).map_err(|e| io("write", &path, e))?;
+        }
+        if let Some(gid) = fs_group {
+            ownership::apply(&new_path, gid, true)
+                .map_err(|e| io("set fsGroup on", &new_path, e))?;
         }
         let tmp = target.join(DATA_DIR_TMP);
         match fs::remove_file(&tmp) {
@@ -155,7 +170,7 @@ fn validate_path(path: &str) -> Result<PathBuf, SetUpError> {
 }
 
 /// Whether any file in `dir` differs from the payload in contents or mode.
-fn differs(dir: &Path, payload: &BTreeMap<PathBuf, &FileProjection>) -> bool {
+fn differs(dir: &Path, payload: &BTreeMap<PathBuf, FileProjection>) -> bool {
     payload.iter().any(|(rel, file)| {
         let path = dir.join(rel);
         match (fs::symlink_metadata(&path), fs::read(&path)) {
@@ -322,7 +337,7 @@ mod tests {
         let mut p = Payload::new();
         p.insert("a".into(), file("one", 0o644));
         p.insert("sub/b".into(), file("two", 0o400));
-        write(t, &p).unwrap();
+        write(t, &p, None).unwrap();
 
         let ts1 = fs::read_link(t.join(DATA_DIR)).unwrap();
         assert!(ts1.to_string_lossy().starts_with("..20"), "{ts1:?}");
@@ -336,14 +351,14 @@ mod tests {
         assert_eq!(mode, 0o400);
 
         // Same payload: nothing rewritten.
-        write(t, &p).unwrap();
+        write(t, &p, None).unwrap();
         assert_eq!(fs::read_link(t.join(DATA_DIR)).unwrap(), ts1);
 
         // Changed payload: a new directory, old names gone, old directory removed.
         let mut p2 = Payload::new();
         p2.insert("a".into(), file("uno", 0o644));
         p2.insert("c".into(), file("tres", 0o644));
-        write(t, &p2).unwrap();
+        write(t, &p2, None).unwrap();
         let ts2 = fs::read_link(t.join(DATA_DIR)).unwrap();
         assert_ne!(ts1, ts2);
         assert!(!t.join(&ts1).exists());
@@ -362,7 +377,7 @@ mod tests {
 
         // A mode change alone is applied too.
         p2.insert("c".into(), file("tres", 0o600));
-        write(t, &p2).unwrap();
+        write(t, &p2, None).unwrap();
         let mode = fs::metadata(t.join("c")).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600);
     }

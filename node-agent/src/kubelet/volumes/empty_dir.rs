@@ -25,9 +25,15 @@ pub(crate) fn set_up(
     match source.medium.as_deref().unwrap_or_default() {
         "" => {
             create_dir(dir)?;
-            // World-writable as upstream's, so containers running as any user can use it.
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o777))
-                .map_err(|e| SetUpError::io(format!("chmod {}", dir.display()), e))
+            // World-writable as upstream's, so containers running as any user can use it (an
+            // fsGroup's setgid bit, set later, is kept).
+            let chmod = |e| SetUpError::io(format!("chmod {}", dir.display()), e);
+            let mode = fs::metadata(dir).map_err(chmod)?.permissions().mode() & 0o7777;
+            if mode & 0o777 != 0o777 {
+                fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o777))
+                    .map_err(chmod)?;
+            }
+            Ok(())
         }
         "Memory" => tmpfs(dir, memory_size),
         other => Err(SetUpError::Unsupported(format!(

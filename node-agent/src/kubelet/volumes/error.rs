@@ -147,6 +147,9 @@ pub enum SetUpError {
     /// A file path in the volume's items is not acceptable (absolute, `..`).
     #[error("{0}")]
     InvalidPath(String),
+    /// A `securityContext.fsGroup` that is not a group id.
+    #[error("fsGroup {0} is out of range")]
+    InvalidFsGroup(i64),
     /// A volume kind this node does not provide.
     #[error("no volume plugin matched: {0}")]
     Unsupported(String),

@@ -10,6 +10,7 @@
 //! | `projection` | the files of configMap, secret, downwardAPI and projected volumes |
 //! | `atomic_writer` | those files written as upstream's `..data` / timestamped-directory layout, swapped atomically |
 //! | `subpath` | subPath/subPathExpr: resolved inside the volume, opened without following symlinks, bind-pinned |
+//! | `ownership` | fsGroup: group ownership and group permissions of volume contents |
 //! | `mount` | tmpfs, bind and unmount; mount table lookups |
 
 mod atomic_writer;
@@ -18,6 +19,7 @@ mod empty_dir;
 pub mod error;
 mod host_path;
 mod mount;
+mod ownership;
 mod projection;
 mod subpath;
 
@@ -267,6 +269,17 @@ fn check_name(name: &str) -> Result<(), VolumeError> {
     Ok(())
 }
 
+/// The pod's `securityContext.fsGroup`.
+fn fs_group(pod: &Pod) -> Result<Option<u32>, SetUpError> {
+    let gid = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.fs_group);
+    gid.map(|g| u32::try_from(g).map_err(|_| SetUpError::InvalidFsGroup(g)))
+        .transpose()
+}
+
 /// Whether setting up the volume uses the node's allocatable resources.
 fn needs_allocatable(v: &Volume) -> bool {
     v.empty_dir
@@ -303,9 +316,22 @@ async fn set_up(ctx: &SetUpContext<'_>, volume: &Volume) -> Result<Prepared, Set
         path,
         read_only: false,
     };
+    let fs_group = fs_group(pod)?;
+    // The volume's own directory gets the fsGroup as upstream's wrapping emptyDir does.
+    let own_root = |path: &Path, read_only: bool| -> Result<(), SetUpError> {
+        let Some(gid) = fs_group else {
+            return Ok(());
+        };
+        let what = || format!("set fsGroup on {}", path.display());
+        if !ownership::root_matches(path, gid).map_err(|e| SetUpError::io(what(), e))? {
+            ownership::apply(path, gid, read_only).map_err(|e| SetUpError::io(what(), e))?;
+        }
+        Ok(())
+    };
     // configMap, secret, downwardAPI and projected volumes are always mounted read-only.
     let files = |path: PathBuf, payload: &Payload| -> Result<Prepared, SetUpError> {
-        atomic_writer::write(&path, payload)?;
+        own_root(&path, true)?;
+        atomic_writer::write(&path, payload, fs_group)?;
         Ok(Prepared {
             path,
             read_only: true,
@@ -314,6 +340,7 @@ async fn set_up(ctx: &SetUpContext<'_>, volume: &Volume) -> Result<Prepared, Set
     if let Some(src) = &volume.empty_dir {
         let path = dir(EMPTY_DIR);
         empty_dir::set_up(&path, src, memory_size(src.size_limit.as_ref())?)?;
+        own_root(&path, false)?;
         Ok(writable(path))
     } else if let Some(src) = &volume.host_path {
         Ok(writable(host_path::check(&src.path, src.type_.as_deref())?))

@@ -1061,3 +1061,51 @@ async fn sub_paths_are_created_pinned_and_confined() {
     );
     assert!(host.path().join("web").is_dir());
 }
+
+#[tokio::test]
+async fn fs_group_owns_volume_contents() {
+    let dir = PodDir::new();
+    let src = MapSource::default();
+    src.put_config_map("cfg", &[("k", "v")], &[]);
+    // As root any group will do; otherwise our own, which we may always set.
+    let gid: u32 = if is_root() {
+        4321
+    } else {
+        nix::unistd::getegid().as_raw()
+    };
+    let cm = Volume {
+        config_map: Some(ConfigMapVolumeSource {
+            name: "cfg".into(),
+            default_mode: Some(0o400),
+            ..Default::default()
+        }),
+        ..vol("cfg")
+    };
+    let scratch = Volume {
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..vol("scratch")
+    };
+    let mut p = pod(vec![cm, scratch]);
+    if let Some(spec) = p.spec.as_mut() {
+        spec.security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            fs_group: Some(i64::from(gid)),
+            ..Default::default()
+        });
+    }
+    let vols = PodVolumes::prepare(&p, dir.path(), &src).await.unwrap();
+    let cfg = vols.host_path("cfg").unwrap().to_path_buf();
+    let scratch = vols.host_path("scratch").unwrap().to_path_buf();
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(cfg.join("k")).unwrap();
+    assert_eq!(meta.gid(), gid);
+    assert_eq!(meta.mode() & 0o7777, 0o440, "group-readable under fsGroup");
+    let meta = fs::metadata(&scratch).unwrap();
+    assert_eq!(meta.gid(), gid);
+    assert_eq!(meta.mode() & 0o7777, 0o2777);
+
+    // Nothing changed: nothing rewritten.
+    let before = fs::read_link(cfg.join("..data")).unwrap();
+    PodVolumes::prepare(&p, dir.path(), &src).await.unwrap();
+    assert_eq!(fs::read_link(cfg.join("..data")).unwrap(), before);
+    assert_eq!(fs::metadata(&scratch).unwrap().mode() & 0o7777, 0o2777);
+}
