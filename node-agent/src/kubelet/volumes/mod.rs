@@ -12,6 +12,7 @@
 //! | `subpath` | subPath/subPathExpr: resolved inside the volume, opened without following symlinks, bind-pinned |
 //! | `ownership` | fsGroup: group ownership and group permissions of volume contents |
 //! | `mount` | tmpfs, bind and unmount; mount table lookups |
+//! | [`StaticObjects`] | an [`ObjectSource`] over objects handed in (static pods, tests) |
 
 mod atomic_writer;
 mod claim;
@@ -21,6 +22,7 @@ mod host_path;
 mod mount;
 mod ownership;
 mod projection;
+mod static_objects;
 mod subpath;
 
 use std::collections::BTreeMap;
@@ -32,6 +34,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 pub use error::{SetUpError, VolumeError};
+pub use static_objects::StaticObjects;
 
 use crate::runtime::spec::BindMount;
 use atomic_writer::Payload;
