@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{
     ConfigMapProjection, ConfigMapVolumeSource, Container, DownwardAPIProjection,
@@ -20,44 +19,11 @@ use k8s_openapi::ByteString;
 
 use super::*;
 
-/// An object source over maps, changeable between calls.
-#[derive(Default)]
-struct MapSource {
-    config_maps: Mutex<BTreeMap<String, ConfigMap>>,
-    secrets: Mutex<BTreeMap<String, Secret>>,
-    claims: Mutex<BTreeMap<String, PersistentVolumeClaim>>,
-    volumes: Mutex<BTreeMap<String, PersistentVolume>>,
-    allocatable: BTreeMap<String, Quantity>,
-}
+/// The tests' objects, changeable between `prepare` calls.
+type MapSource = StaticObjects;
 
-fn get<T: Clone>(m: &Mutex<BTreeMap<String, T>>, key: String) -> Option<T> {
-    m.lock().ok().and_then(|m| m.get(&key).cloned())
-}
-
-#[tonic::async_trait]
-impl ObjectSource for MapSource {
-    async fn config_map(&self, ns: &str, name: &str) -> Result<Option<ConfigMap>, VolumeError> {
-        Ok(get(&self.config_maps, format!("{ns}/{name}")))
-    }
-    async fn secret(&self, ns: &str, name: &str) -> Result<Option<Secret>, VolumeError> {
-        Ok(get(&self.secrets, format!("{ns}/{name}")))
-    }
-    async fn persistent_volume_claim(
-        &self,
-        ns: &str,
-        name: &str,
-    ) -> Result<Option<PersistentVolumeClaim>, VolumeError> {
-        Ok(get(&self.claims, format!("{ns}/{name}")))
-    }
-    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>, VolumeError> {
-        Ok(get(&self.volumes, name.to_string()))
-    }
-    async fn node_allocatable(&self) -> Result<BTreeMap<String, Quantity>, VolumeError> {
-        Ok(self.allocatable.clone())
-    }
-}
-
-impl MapSource {
+/// Shorthands for the objects the tests need.
+impl StaticObjects {
     fn put_config_map(&self, name: &str, data: &[(&str, &str)], binary: &[(&str, &[u8])]) {
         let cm = ConfigMap {
             metadata: meta(name),
@@ -74,9 +40,7 @@ impl MapSource {
             ),
             ..Default::default()
         };
-        if let Ok(mut m) = self.config_maps.lock() {
-            m.insert(format!("default/{name}"), cm);
-        }
+        self.insert_config_map(cm);
     }
 
     fn put_secret(&self, name: &str, data: &[(&str, &[u8])]) {
@@ -89,9 +53,7 @@ impl MapSource {
             ),
             ..Default::default()
         };
-        if let Ok(mut m) = self.secrets.lock() {
-            m.insert(format!("default/{name}"), s);
-        }
+        self.insert_secret(s);
     }
 }
 
@@ -503,10 +465,11 @@ async fn secret_volume_lives_on_tmpfs() {
 #[tokio::test]
 async fn downward_api_volume_writes_fields_and_resources() {
     let dir = PodDir::new();
-    let src = MapSource {
-        allocatable: BTreeMap::from([("memory".to_string(), Quantity("2Gi".into()))]),
-        ..Default::default()
-    };
+    let src = MapSource::default();
+    src.set_allocatable(BTreeMap::from([(
+        "memory".to_string(),
+        Quantity("2Gi".into()),
+    )]));
     let item = |path: &str, field: &str| DownwardAPIVolumeFile {
         path: path.into(),
         field_ref: Some(ObjectFieldSelector {
@@ -856,7 +819,7 @@ async fn claims_must_be_bound_to_a_host_volume() {
         async move { PodVolumes::prepare(&p, &d, src).await }
     };
     let put_claim = |c: PersistentVolumeClaim| {
-        src.claims.lock().unwrap().insert("default/data".into(), c);
+        src.insert_claim(c);
     };
 
     let err = prepare(false).await.unwrap_err();
@@ -882,17 +845,11 @@ async fn claims_must_be_bound_to_a_host_volume() {
         "{err}"
     );
 
-    src.volumes
-        .lock()
-        .unwrap()
-        .insert("pv-1".into(), host_pv("pv-1", data.path(), "other"));
+    src.insert_volume(host_pv("pv-1", data.path(), "other"));
     let err = prepare(false).await.unwrap_err();
     assert!(err.to_string().contains("is not bound to"), "{err}");
 
-    src.volumes
-        .lock()
-        .unwrap()
-        .insert("pv-1".into(), host_pv("pv-1", data.path(), "data"));
+    src.insert_volume(host_pv("pv-1", data.path(), "data"));
     let vols = prepare(true).await.unwrap();
     assert_eq!(vols.host_path("data"), Some(data.path()));
     let mounts = vols
