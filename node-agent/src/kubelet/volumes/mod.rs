@@ -141,6 +141,10 @@ impl PodVolumes {
 
     /// The bind mounts for one container's volumeMounts (subPath, subPathExpr optional,
     /// readOnly; a mount naming an unknown volume is an error).
+    ///
+    /// Sub-paths are bind-mounted here, under `<pod_dir>/volume-subpaths/`, so the container
+    /// gets the checked file even if the volume changes afterwards; that needs root. Call it just
+    /// before creating the container; calling it again for a restart reuses those binds.
     pub fn mounts(&self, container: &Container) -> Result<Vec<BindMount>, VolumeError> {
         let mut out = Vec::new();
         for (index, m) in container.volume_mounts.iter().flatten().enumerate() {
@@ -198,6 +202,9 @@ impl PodVolumes {
 
 /// Unmounts and removes what prepare made for the pod (tmpfs mounts, emptyDir data, projected
 /// files); never touches hostPath or persistent volume data.
+///
+/// Call it once the pod's containers are gone (they would see their emptyDir data vanish). It
+/// is idempotent, and a pod directory that does not exist is already torn down.
 pub fn teardown(pod_dir: &Path) -> Result<(), VolumeError> {
     let pod_dir = match std::fs::canonicalize(pod_dir) {
         Ok(p) => p,

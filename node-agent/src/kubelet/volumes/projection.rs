@@ -74,11 +74,21 @@ pub(crate) async fn keyed_payload(
             .await
             .map_err(SetUpError::from_source)?
             .map(|s| {
-                s.data
+                let mut all: BTreeMap<String, Vec<u8>> = s
+                    .data
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(k, v)| (k, v.0))
-                    .collect()
+                    .collect();
+                // The API server folds stringData into data; a source that hands the object
+                // over unfolded gets the same result, stringData winning as upstream.
+                all.extend(
+                    s.string_data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes())),
+                );
+                all
             }),
     };
     let data = match data {

@@ -438,6 +438,19 @@ async fn secret_volume_lives_on_tmpfs() {
     let dir = PodDir::new();
     let src = MapSource::default();
     src.put_secret("creds", &[("password", b"hunter2"), ("key", &[0xff, 0])]);
+    // A secret whose stringData was not folded into data by an API server.
+    src.insert_secret(Secret {
+        metadata: meta("plain"),
+        string_data: Some(BTreeMap::from([("user".to_string(), "admin".to_string())])),
+        ..Default::default()
+    });
+    let plain = Volume {
+        secret: Some(SecretVolumeSource {
+            secret_name: Some("plain".into()),
+            ..Default::default()
+        }),
+        ..vol("plain")
+    };
     let v = Volume {
         secret: Some(SecretVolumeSource {
             secret_name: Some("creds".into()),
@@ -446,10 +459,12 @@ async fn secret_volume_lives_on_tmpfs() {
         }),
         ..vol("creds")
     };
-    let vols = PodVolumes::prepare(&pod(vec![v]), dir.path(), &src)
+    let vols = PodVolumes::prepare(&pod(vec![v, plain]), dir.path(), &src)
         .await
         .unwrap();
     let path = vols.host_path("creds").unwrap().to_path_buf();
+    let plain = vols.host_path("plain").unwrap().to_path_buf();
+    assert_eq!(fs::read_to_string(plain.join("user")).unwrap(), "admin");
     assert!(path.ends_with("volumes/kubernetes.io~secret/creds"));
     let line = mount_options(&path).expect("secret volume is a mount point");
     assert!(line.contains(" - tmpfs "), "{line}");
