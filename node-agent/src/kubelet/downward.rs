@@ -13,6 +13,9 @@ pub enum DownwardError {
     /// The field path names nothing the downward API exposes.
     #[error("unsupported fieldPath: {0}")]
     UnsupportedField(String),
+    /// A subscript on a field that is not a map.
+    #[error("fieldPath {0:?} does not support subscript")]
+    NoSubscript(String),
     /// A `metadata.labels['k']` subscript that is not a valid key.
     #[error("invalid key subscript in {0}")]
     InvalidSubscript(String),
@@ -41,12 +44,13 @@ pub enum DownwardError {
 pub fn field_value(pod: &Pod, field_path: &str) -> Result<String, DownwardError> {
     let meta = &pod.metadata;
     if let Some((path, key)) = split_subscript(field_path) {
-        let map = match path {
-            "metadata.labels" => &meta.labels,
-            "metadata.annotations" => &meta.annotations,
-            _ => return Err(DownwardError::UnsupportedField(field_path.to_string())),
+        // Annotation keys are checked case-insensitively, label keys as they are (upstream).
+        let (map, checked) = match path {
+            "metadata.labels" => (&meta.labels, key.to_string()),
+            "metadata.annotations" => (&meta.annotations, key.to_lowercase()),
+            _ => return Err(DownwardError::NoSubscript(field_path.to_string())),
         };
-        if !valid_subscript(key) {
+        if !valid_subscript(&checked) {
             return Err(DownwardError::InvalidSubscript(field_path.to_string()));
         }
         return Ok(map
@@ -188,7 +192,8 @@ fn valid_subscript(key: &str) -> bool {
             && p.len() <= 253
             && p.split('.').all(|l| {
                 !l.is_empty()
-                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             })
@@ -480,9 +485,25 @@ mod tests {
             field_value(&p, "metadata.labels['bad key!']"),
             Err(DownwardError::InvalidSubscript(_))
         ));
+        assert_eq!(
+            field_value(&p, "spec.nodeName['x']")
+                .unwrap_err()
+                .to_string(),
+            "fieldPath \"spec.nodeName['x']\" does not support subscript"
+        );
+        // Annotation keys may have capitals; label keys are checked as written.
+        assert_eq!(
+            field_value(&p, "metadata.annotations['Example.com/Owner']").unwrap(),
+            ""
+        );
+        assert!(field_value(&p, "metadata.labels['App']").is_ok());
         assert!(matches!(
-            field_value(&p, "spec.nodeName['x']"),
-            Err(DownwardError::UnsupportedField(_))
+            field_value(&p, "metadata.labels['Example.com/app']"),
+            Err(DownwardError::InvalidSubscript(_))
+        ));
+        assert!(matches!(
+            field_value(&p, "metadata.labels['-bad']"),
+            Err(DownwardError::InvalidSubscript(_))
         ));
     }
 
