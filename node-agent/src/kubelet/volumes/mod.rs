@@ -87,6 +87,10 @@ pub struct PodVolumes {
 impl PodVolumes {
     /// Sets up every volume of the pod (idempotent: a second call after an agent restart reuses
     /// what exists, refreshing configMap/secret/downwardAPI/projected contents).
+    ///
+    /// Call it again whenever the pod or its objects may have changed (upstream resyncs about
+    /// once a minute): running containers see the new files. One call per pod at a time; the
+    /// filesystem work is small and done inline.
     pub async fn prepare(
         pod: &Pod,
         pod_dir: &Path,
