@@ -98,12 +98,22 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let images = Arc::new(ImageStore::open(config.root_dir.join("images"))?);
     let directory = Arc::new(Directory::default());
     let machine = node_status::machine::Machine::read(&config.root_dir);
+    let allocatable: std::collections::BTreeMap<_, _> = machine
+        .allocatable()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity(v),
+            )
+        })
+        .collect();
     let shared = Arc::new(Shared {
         config: config.clone(),
         client: client.clone(),
         runtime: runtime.clone(),
         images,
-        objects: Arc::new(ApiSource::new(client.clone())),
+        objects: Arc::new(ApiSource::new(client.clone(), allocatable.clone())),
         events: Events::start(client.clone(), config.node_name.clone()),
         directory: directory.clone(),
         allocatable: machine

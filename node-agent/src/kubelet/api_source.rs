@@ -1,6 +1,9 @@
 //! The API server as the kubelet's source of ConfigMaps, Secrets and persistent volumes.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::Api;
 
 use super::volumes::{ObjectSource, VolumeError};
@@ -10,12 +13,16 @@ use super::volumes::{ObjectSource, VolumeError};
 #[derive(Clone)]
 pub struct ApiSource {
     client: kube::Client,
+    allocatable: BTreeMap<String, Quantity>,
 }
 
 impl ApiSource {
-    /// A source over `client`.
-    pub fn new(client: kube::Client) -> Self {
-        ApiSource { client }
+    /// A source over `client`, on a node with `allocatable` resources.
+    pub fn new(client: kube::Client, allocatable: BTreeMap<String, Quantity>) -> Self {
+        ApiSource {
+            client,
+            allocatable,
+        }
     }
 }
 
@@ -25,7 +32,7 @@ where
 {
     api.get_opt(name)
         .await
-        .map_err(|e| VolumeError::from_api(format!("{name}: {e}")))
+        .map_err(|e| VolumeError::Source(format!("{name}: {e}")))
 }
 
 #[tonic::async_trait]
@@ -52,5 +59,9 @@ impl ObjectSource for ApiSource {
 
     async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>, VolumeError> {
         get_opt(Api::all(self.client.clone()), name).await
+    }
+
+    async fn node_allocatable(&self) -> Result<BTreeMap<String, Quantity>, VolumeError> {
+        Ok(self.allocatable.clone())
     }
 }

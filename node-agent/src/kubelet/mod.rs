@@ -15,6 +15,8 @@
 //! | [`events`] | pod events through a bounded queue |
 //! | [`api_source`] | ConfigMaps, Secrets and volumes from the API server |
 //! | [`node_status`] | the Node object (capacity, nodeInfo, addresses, conditions) and its Lease heartbeat |
+//! | [`volumes`] | a pod's volumes under `<pod_dir>/volumes/` (emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim) and each container's bind mounts |
+//! | [`downward`] | downward API values (`fieldRef`, `resourceFieldRef`) and resource quantity arithmetic |
 
 pub mod api_source;
 pub mod container_spec;

@@ -41,6 +41,8 @@ const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How long `SIGKILL` may take to end a container before the worker gives up waiting.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How often volumes filled from API objects are refreshed.
+const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 /// Retry delay when setting up the sandbox or volumes fails.
 const SETUP_RETRY: Duration = Duration::from_secs(2);
 
@@ -172,6 +174,7 @@ struct Worker {
     setup_error: Option<(String, String)>,
     wake_at: Option<Instant>,
     cleaned: bool,
+    volumes_at: Instant,
 }
 
 /// Runs one pod until it is gone from this node.
@@ -287,6 +290,7 @@ impl Worker {
             setup_error: None,
             wake_at: None,
             cleaned: false,
+            volumes_at: Instant::now(),
         }
     }
 
@@ -687,10 +691,22 @@ impl Worker {
             self.wake_by(Instant::now() + SETUP_RETRY);
             return false;
         }
-        if self.volumes.is_none() {
+        // Set up once, then again every minute while volumes whose contents come from the
+        // API (configMap, secret, downwardAPI, projected) exist, which refreshes them.
+        let refresh = self.volumes.is_some()
+            && self.refreshing_volumes()
+            && self.volumes_at.elapsed() >= VOLUME_REFRESH;
+        if self.volumes.is_none() || refresh {
             match PodVolumes::prepare(&self.pod, &self.pod_dir, self.shared.objects.as_ref()).await
             {
-                Ok(v) => self.volumes = Some(v),
+                Ok(v) => {
+                    self.volumes = Some(v);
+                    self.volumes_at = Instant::now();
+                    if self.refreshing_volumes() {
+                        self.wake_by(self.volumes_at + VOLUME_REFRESH);
+                    }
+                }
+                Err(e) if refresh => tracing::warn!("refreshing volumes: {e}"),
                 Err(e) => {
                     let msg = e.to_string();
                     self.event(None, Kind::Warning, "FailedMount", msg.clone());
@@ -703,6 +719,21 @@ impl Worker {
         self.setup_error = None;
         self.publish_directory();
         true
+    }
+
+    fn refreshing_volumes(&self) -> bool {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .is_some_and(|vs| {
+                vs.iter().any(|v| {
+                    v.config_map.is_some()
+                        || v.secret.is_some()
+                        || v.downward_api.is_some()
+                        || v.projected.is_some()
+                })
+            })
     }
 
     fn hostname(&self) -> String {
