@@ -111,7 +111,11 @@ impl ShimArgs {
 
 /// Entry point of `skiff shim ...`; returns the process exit code. Must be called before any
 /// other thread exists (no tokio runtime, no tracing thread).
+/// `skiff shim exec ...` runs the exec helper instead (see [`super::exec`]).
 pub fn main(args: &[OsString]) -> i32 {
+    if args.first().is_some_and(|a| a == super::exec::EXEC_MODE) {
+        return super::exec::main(&args[1..]);
+    }
     let args = match ShimArgs::parse(args) {
         Ok(a) => a,
         Err(e) => {
