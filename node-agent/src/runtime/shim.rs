@@ -166,7 +166,7 @@ pub fn main(args: &[OsString]) -> i32 {
         report(&ready, &format!("error cannot open shim log: {e}"));
         return 1;
     }
-    init_tracing();
+    init_tracing(&bundle.shim_log());
     let code = match run(&bundle, ready) {
         Ok(()) => 0,
         Err(e) => {
@@ -195,15 +195,23 @@ fn redirect_stdio(log: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `tracing` to the shim log (stderr). `SKIFF_SHIM_LOG` sets an env-filter; without it a
+/// `tracing` to the shim log. `SKIFF_SHIM_LOG` sets an env-filter; without it a
 /// fixed filter (info, libcgroups' per-controller "not supported" warnings muted) avoids
 /// compiling filter regexes on every container start.
-fn init_tracing() {
+///
+/// The writer is a descriptor of its own, not stderr: libcontainer also logs from the
+/// container's init after pointing its stdio at the container's pipes, and those lines
+/// belong in the shim log, not in the container's output.
+fn init_tracing(log: &Path) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    let writer = match OpenOptions::new().create(true).append(true).open(log) {
+        Ok(f) => std::sync::Mutex::new(Box::new(f) as Box<dyn Write + Send>),
+        Err(_) => std::sync::Mutex::new(Box::new(io::stderr()) as Box<dyn Write + Send>),
+    };
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(false)
-        .with_writer(io::stderr);
+        .with_writer(writer);
     let _ = match std::env::var("SKIFF_SHIM_LOG") {
         Ok(f) => tracing_subscriber::registry()
             .with(fmt)
