@@ -146,7 +146,11 @@ impl World {
         })
     }
 
-    async fn logs(&self, container: &str, f: impl FnOnce(&mut LogRequest)) -> Result<String, tonic::Status> {
+    async fn logs(
+        &self,
+        container: &str,
+        f: impl FnOnce(&mut LogRequest),
+    ) -> Result<String, tonic::Status> {
         let mut req = LogRequest {
             namespace: NAMESPACE.into(),
             pod: POD.into(),
@@ -157,7 +161,10 @@ impl World {
         f(&mut req);
         let mut s = self.client.clone().logs(req).await?.into_inner();
         let mut out = Vec::new();
-        while let Some(chunk) = tokio::time::timeout(T, s.message()).await.expect("logs timed out")? {
+        while let Some(chunk) = tokio::time::timeout(T, s.message())
+            .await
+            .expect("logs timed out")?
+        {
             out.extend_from_slice(&chunk.data);
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
@@ -203,8 +210,13 @@ impl Exec {
                 Some(Output::Stdout(d)) => self.stdout.extend_from_slice(&d),
                 Some(Output::Stderr(d)) => self.stderr.extend_from_slice(&d),
                 Some(Output::ExitCode(c)) => {
-                    let after = tokio::time::timeout(T, self.out.message()).await.expect("end");
-                    assert!(matches!(after, Ok(None)), "output after the exit code: {after:?}");
+                    let after = tokio::time::timeout(T, self.out.message())
+                        .await
+                        .expect("end");
+                    assert!(
+                        matches!(after, Ok(None)),
+                        "output after the exit code: {after:?}"
+                    );
                     return c;
                 }
                 None => {}
@@ -216,11 +228,10 @@ impl Exec {
     async fn read_until(&mut self, want: &str) {
         let deadline = tokio::time::Instant::now() + T;
         while !String::from_utf8_lossy(&self.stdout).contains(want) {
-            let msg = tokio::time::timeout_at(deadline, self.out.message())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("no {want:?} in {:?}", String::from_utf8_lossy(&self.stdout))
-                })
+            let Ok(next) = tokio::time::timeout_at(deadline, self.out.message()).await else {
+                panic!("no {want:?} in {:?}", String::from_utf8_lossy(&self.stdout))
+            };
+            let msg = next
                 .expect("exec stream failed")
                 .expect("exec stream ended");
             match msg.output {
@@ -298,26 +309,37 @@ async fn exec_with_pipes() {
     assert_eq!(e.out(), "abc\ndef");
 
     // stderr and a non-zero exit code.
-    let mut e = w
-        .exec("main", &["sh", "-c", "echo oops >&2; exit 3"])
-        .await;
+    let mut e = w.exec("main", &["sh", "-c", "echo oops >&2; exit 3"]).await;
     assert_eq!(e.finish().await, 3);
     assert_eq!((e.out().as_str(), e.err().as_str()), ("", "oops\n"));
 
     // A command that does not exist fails the call, with runc's wording.
-    let err = w.try_exec("main", &["nope"], false, false).await.err().expect("nope must fail");
+    let err = w
+        .try_exec("main", &["nope"], false, false)
+        .await
+        .err()
+        .expect("nope must fail");
     assert!(
         err.message()
             .contains("exec: \"nope\": executable file not found in $PATH"),
         "{err:?}"
     );
     // A container the pod does not have.
-    let err = w.try_exec("other", &["true"], false, false).await.err().expect("no container");
+    let err = w
+        .try_exec("other", &["true"], false, false)
+        .await
+        .err()
+        .expect("no container");
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
 
     // A client that goes away takes its command with it.
     let mut e = w
-        .exec_with("main", &["sh", "-c", "echo started; exec sleep 1000"], true, false)
+        .exec_with(
+            "main",
+            &["sh", "-c", "echo started; exec sleep 1000"],
+            true,
+            false,
+        )
         .await;
     e.read_until("started").await;
     drop(e);
@@ -345,7 +367,11 @@ async fn exec_with_pipes() {
         let (code, out) = rt
             .exec_capture(
                 &cid,
-                &["sh".into(), "-c".into(), "echo out; echo err >&2; exit 4".into()],
+                &[
+                    "sh".into(),
+                    "-c".into(),
+                    "echo out; echo err >&2; exit 4".into(),
+                ],
                 T,
             )
             .unwrap();
@@ -357,14 +383,25 @@ async fn exec_with_pipes() {
         );
         assert!(started.elapsed() < Duration::from_secs(10));
         let (_, ps) = rt.exec_capture(&cid, &["ps".into()], T).unwrap();
-        (code, out, timed_out, String::from_utf8_lossy(&ps).into_owned())
+        (
+            code,
+            out,
+            timed_out,
+            String::from_utf8_lossy(&ps).into_owned(),
+        )
     })
     .await
     .unwrap();
     assert_eq!(code, 4);
     assert_eq!(String::from_utf8_lossy(&out), "out\nerr\n");
-    assert!(matches!(timed_out, Err(RuntimeError::ExecTimeout(..))), "{timed_out:?}");
-    assert!(!left.contains("sleep 777"), "timed-out command still runs:\n{left}");
+    assert!(
+        matches!(timed_out, Err(RuntimeError::ExecTimeout(..))),
+        "{timed_out:?}"
+    );
+    assert!(
+        !left.contains("sleep 777"),
+        "timed-out command still runs:\n{left}"
+    );
 
     // No per-exec files are left in libcontainer's state or the bundle.
     let state = w.env.rt().dirs().state.join(&id);
@@ -382,7 +419,11 @@ async fn exec_with_pipes() {
     // Once the container has exited, exec is refused.
     w.runtime.kill(&id, libc::SIGKILL).unwrap();
     w.runtime.wait(&id, T).unwrap();
-    let err = w.try_exec("main", &["true"], false, false).await.err().expect("stopped");
+    let err = w
+        .try_exec("main", &["true"], false, false)
+        .await
+        .err()
+        .expect("stopped");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
 }
 
@@ -398,7 +439,11 @@ async fn exec_with_a_terminal() {
     let mut e = w
         .exec_with(
             "main",
-            &["sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty; tty; read x; stty size"],
+            &[
+                "sh",
+                "-c",
+                "test -t 0 && test -t 1 && echo is-a-tty; tty; read x; stty size",
+            ],
             true,
             true,
         )
@@ -427,7 +472,12 @@ async fn exec_with_a_terminal() {
 
     // The command is the terminal's session leader: job control works (Ctrl-C reaches it).
     let mut e = w
-        .exec_with("main", &["sh", "-c", "echo ready; exec sleep 1000"], true, true)
+        .exec_with(
+            "main",
+            &["sh", "-c", "echo ready; exec sleep 1000"],
+            true,
+            true,
+        )
         .await;
     e.read_until("ready").await;
     e.send(Input::Stdin(vec![0x03])).await;
@@ -443,7 +493,10 @@ async fn logs_tail_timestamps_follow_previous() {
     let first = w.start("app", 0, &["sh", "-c", "echo first-run; echo bye >&2"]);
     w.runtime.wait(&first, T).unwrap();
     // No earlier instance than 0.
-    let err = w.logs("app", |r| r.previous = true).await.err().expect("no previous");
+    let err = w
+        .logs("app", |r| r.previous = true)
+        .await
+        .expect_err("no previous");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert_eq!(
         err.message(),
@@ -465,11 +518,19 @@ async fn logs_tail_timestamps_follow_previous() {
         w.logs("app", |r| r.previous = true).await.unwrap(),
         "first-run\nbye\n"
     );
-    assert_eq!(w.logs("app", |r| r.tail_lines = Some(2)).await.unwrap(), "two\nthree\n");
-    assert_eq!(w.logs("app", |r| r.tail_lines = Some(0)).await.unwrap(), "");
-    assert_eq!(w.logs("app", |r| r.limit_bytes = Some(6)).await.unwrap(), "one\ntw");
     assert_eq!(
-        w.logs("app", |r| r.since_seconds = Some(3600)).await.unwrap(),
+        w.logs("app", |r| r.tail_lines = Some(2)).await.unwrap(),
+        "two\nthree\n"
+    );
+    assert_eq!(w.logs("app", |r| r.tail_lines = Some(0)).await.unwrap(), "");
+    assert_eq!(
+        w.logs("app", |r| r.limit_bytes = Some(6)).await.unwrap(),
+        "one\ntw"
+    );
+    assert_eq!(
+        w.logs("app", |r| r.since_seconds = Some(3600))
+            .await
+            .unwrap(),
         "one\ntwo\nthree\n"
     );
     let stamped = w.logs("app", |r| r.timestamps = true).await.unwrap();
@@ -479,7 +540,10 @@ async fn logs_tail_timestamps_follow_previous() {
         let (ts, msg) = line.split_once(' ').unwrap();
         assert_eq!(msg, want);
         assert!(
-            ts.len() >= 20 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T' && ts.starts_with("20"),
+            ts.len() >= 20
+                && ts.ends_with('Z')
+                && ts.as_bytes()[10] == b'T'
+                && ts.starts_with("20"),
             "{line}"
         );
     }
@@ -507,15 +571,12 @@ async fn logs_tail_timestamps_follow_previous() {
     }
     let mut touch = w.exec("app", &["touch", "/tmp/go"]).await;
     assert_eq!(touch.finish().await, 0);
-    loop {
-        match tokio::time::timeout_at(deadline, s.message())
-            .await
-            .expect("follow did not end after the container exited")
-            .unwrap()
-        {
-            Some(c) => got.push_str(&String::from_utf8_lossy(&c.data)),
-            None => break,
-        }
+    while let Some(c) = tokio::time::timeout_at(deadline, s.message())
+        .await
+        .expect("follow did not end after the container exited")
+        .unwrap()
+    {
+        got.push_str(&String::from_utf8_lossy(&c.data));
     }
     assert_eq!(got, "three\nfour\nfive\n");
 
@@ -528,7 +589,7 @@ async fn logs_tail_timestamps_follow_previous() {
             attempt: 0,
         },
     );
-    let err = w.logs("waiting", |_| {}).await.err().expect("waiting");
+    let err = w.logs("waiting", |_| {}).await.expect_err("waiting");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("is waiting to start"), "{err:?}");
 }
@@ -577,7 +638,10 @@ async fn port_forward_into_the_pod_network() {
                 break String::from_utf8_lossy(&out).into_owned();
             }
         }
-        assert!(Instant::now() < deadline, "httpd never answered through port-forward");
+        assert!(
+            Instant::now() < deadline,
+            "httpd never answered through port-forward"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
@@ -589,10 +653,10 @@ async fn port_forward_into_the_pod_network() {
         .clone()
         .port_forward(tokio_stream::iter(vec![start(8081, POD)]))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
-        err.message().contains("error forwarding port 8081 to pod default/p1, uid u1")
+        err.message()
+            .contains("error forwarding port 8081 to pod default/p1, uid u1")
             && err.message().contains("connection refused"),
         "{err:?}"
     );
@@ -602,7 +666,6 @@ async fn port_forward_into_the_pod_network() {
         .clone()
         .port_forward(tokio_stream::iter(vec![start(8080, "p2")]))
         .await
-        .err()
-        .expect("no pod");
+        .expect_err("no pod");
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
 }

@@ -153,6 +153,8 @@ pub async fn serve(
             )
             .await;
     });
-    let client = AgentClient::connect(format!("http://{addr}")).await.unwrap();
+    let client = AgentClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
     (client, stop_tx)
 }

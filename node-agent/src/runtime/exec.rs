@@ -367,12 +367,14 @@ pub(super) fn capture(
         if let Some(code) = proc.try_wait().map_err(Some)? {
             // Anything written before the exit is in the pipe now; descendants that keep
             // it open are not waited for.
-            while pipe_open {
-                match pipe.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => keep(&mut out, &buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
+            if pipe_open {
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => keep(&mut out, &buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
                 }
             }
             return Ok((code, out));
@@ -716,8 +718,8 @@ fn start(args: &ExecArgs) -> Result<i32, (i32, String)> {
         .set_terminal(Some(args.console_socket.is_some()))
         .set_console_size(None);
     let process_file = bundle.join(format!("exec-{}.json", std::process::id()));
-    let json = serde_json::to_vec(&process)
-        .map_err(|e| cannot(format!("encoding the process: {e}")))?;
+    let json =
+        serde_json::to_vec(&process).map_err(|e| cannot(format!("encoding the process: {e}")))?;
     std::fs::write(&process_file, json)
         .map_err(|e| cannot(format!("writing {process_file:?}: {e}")))?;
 
@@ -1031,10 +1033,7 @@ pub fn look_path(name: &str, path_var: &str) -> Result<PathBuf, String> {
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 Err(format!("exec: {name:?}: permission denied"))
             }
-            Err(e) => Err(format!(
-                "exec: {name:?}: stat {name}: {}",
-                errno_text(&e)
-            )),
+            Err(e) => Err(format!("exec: {name:?}: stat {name}: {}", errno_text(&e))),
         };
     }
     for dir in path_var.split(':') {
@@ -1135,8 +1134,7 @@ mod tests {
 
     #[test]
     fn start_errors_map_to_exit_codes() {
-        let (c, m) =
-            start_error("failed: exec: \"nope\": executable file not found in $PATH");
+        let (c, m) = start_error("failed: exec: \"nope\": executable file not found in $PATH");
         assert_eq!(c, EXIT_NOT_FOUND);
         assert_eq!(m, "exec: \"nope\": executable file not found in $PATH");
         let (c, _) = start_error("exec: \"/etc/passwd\": permission denied");

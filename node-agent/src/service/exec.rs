@@ -62,7 +62,7 @@ pub async fn serve(
             "you must specify at least one command for the container",
         ));
     }
-    let id = container_id(pods.as_ref(), &start)?;
+    let id = container_id(pods.as_ref(), &start).map_err(|e| *e)?;
     let req = ExecRequest {
         argv: start.command.clone(),
         tty: start.tty,
@@ -82,7 +82,12 @@ pub async fn serve(
     let mut stdin_fd = None;
     let io = (|| -> io::Result<()> {
         if let Some(pty) = &proc.pty {
-            pumps.push(pump(pty.try_clone()?, Stream::Stdout, start.stdout, tx.clone())?);
+            pumps.push(pump(
+                pty.try_clone()?,
+                Stream::Stdout,
+                start.stdout,
+                tx.clone(),
+            )?);
             if start.stdin {
                 stdin_fd = Some(pty.try_clone()?);
             }
@@ -113,20 +118,20 @@ pub async fn serve(
 }
 
 /// The runtime id of the named container's running instance.
-fn container_id(pods: &dyn PodDirectory, s: &ExecStart) -> Result<String, Status> {
+fn container_id(pods: &dyn PodDirectory, s: &ExecStart) -> Result<String, Box<Status>> {
     let c = pods
         .container(&s.namespace, &s.pod, &s.pod_uid, &s.container)
         .ok_or_else(|| {
-            Status::not_found(format!(
+            Box::new(Status::not_found(format!(
                 "container {:?} not found in pod {:?} (namespace {:?})",
                 s.container, s.pod, s.namespace
-            ))
+            )))
         })?;
     c.id.ok_or_else(|| {
-        Status::failed_precondition(format!(
+        Box::new(Status::failed_precondition(format!(
             "container {:?} in pod {:?} is not running",
             s.container, s.pod
-        ))
+        )))
     })
 }
 
@@ -276,7 +281,9 @@ async fn supervise(
         Ok(fd) => fd,
         Err(e) => {
             let _ = tx
-                .send(Err(Status::internal(format!("exec: watching the command: {e}"))))
+                .send(Err(Status::internal(format!(
+                    "exec: watching the command: {e}"
+                ))))
                 .await;
             discard(proc);
             return;

@@ -109,10 +109,7 @@ impl Options {
                 .since_seconds
                 .filter(|s| *s > 0)
                 .map(|s| now - Duration::from_secs(s.unsigned_abs())),
-            limit_bytes: req
-                .limit_bytes
-                .filter(|b| *b > 0)
-                .map(|b| b.unsigned_abs()),
+            limit_bytes: req.limit_bytes.filter(|b| *b > 0).map(|b| b.unsigned_abs()),
         }
     }
 }
@@ -128,11 +125,16 @@ fn rotated(current: &Path) -> Vec<PathBuf> {
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().strip_prefix(&prefix)?.parse().ok()?;
+            let n = e
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix(&prefix)?
+                .parse()
+                .ok()?;
             Some((n, e.path()))
         })
         .collect();
-    parts.sort_by(|a, b| b.0.cmp(&a.0));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.0));
     parts.into_iter().map(|(_, p)| p).collect()
 }
 
@@ -191,7 +193,8 @@ fn parse_time(s: &str) -> Option<SystemTime> {
                 "-" => -1,
                 _ => return None,
             };
-            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600 + o.get(4..6)?.parse::<i64>().ok()? * 60)
+            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600
+                + o.get(4..6)?.parse::<i64>().ok()? * 60)
         }
         _ => return None,
     };
@@ -332,10 +335,7 @@ impl Cursor {
     /// Calls `each` for every complete record now in the file (up to its current end);
     /// stops early when `each` returns false. A trailing piece without its newline waits
     /// for the next call.
-    async fn read_records(
-        &mut self,
-        mut each: impl FnMut(&[u8]) -> bool,
-    ) -> std::io::Result<bool> {
+    async fn read_records(&mut self, mut each: impl FnMut(&[u8]) -> bool) -> std::io::Result<bool> {
         loop {
             let n = self.file.read(&mut self.chunk).await?;
             if n == 0 {
@@ -573,8 +573,14 @@ mod tests {
             Some(UNIX_EPOCH + Duration::new(1_709_210_096, 500_000_000))
         );
         assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(go_time("2024-01-01T00:00:00.000000000Z"), "2024-01-01T00:00:00Z");
-        assert_eq!(go_time("2024-01-01T00:00:00.120000000Z"), "2024-01-01T00:00:00.12Z");
+        assert_eq!(
+            go_time("2024-01-01T00:00:00.000000000Z"),
+            "2024-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            go_time("2024-01-01T00:00:00.120000000Z"),
+            "2024-01-01T00:00:00.12Z"
+        );
     }
 
     #[test]
