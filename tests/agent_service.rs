@@ -134,12 +134,16 @@ impl World {
         })
         .await
         .unwrap();
-        let out = tokio::time::timeout(T, self.client.clone().exec(ReceiverStream::new(rx)))
+        // A client that leaves ends its input at once rather than after what it queued.
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let input = futures::StreamExt::take_until(ReceiverStream::new(rx), cancelled);
+        let out = tokio::time::timeout(T, self.client.clone().exec(input))
             .await
             .expect("exec call timed out")?
             .into_inner();
         Ok(Exec {
             tx: Some(tx),
+            _cancel: cancel,
             out,
             stdout: Vec::new(),
             stderr: Vec::new(),
@@ -185,6 +189,7 @@ impl Drop for World {
 /// One exec call from the client's side.
 struct Exec {
     tx: Option<mpsc::Sender<ExecInput>>,
+    _cancel: tokio::sync::oneshot::Sender<()>,
     out: tonic::Streaming<skiff_proto::agent::ExecOutput>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,

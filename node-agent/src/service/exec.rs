@@ -309,9 +309,13 @@ async fn supervise(
             msg = input.message(), if input_open => match msg {
                 Ok(Some(ExecInput { input: Some(Input::Stdin(data)) })) => {
                     if let Some(w) = &stdin {
-                        // Waits while the command does not read: the client is held back.
-                        if w.tx.send(data).await.is_err() {
-                            stdin = None;
+                        // Waits while the command does not read (the client is held back),
+                        // but not past the client's going away.
+                        tokio::select! {
+                            sent = w.tx.send(data) => if sent.is_err() {
+                                stdin = None;
+                            },
+                            _ = tx.closed() => break None,
                         }
                     }
                 }
