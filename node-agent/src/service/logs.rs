@@ -661,4 +661,80 @@ mod tests {
         };
         assert_eq!(run(limit).await, "a\nb");
     }
+
+    async fn wait_for(
+        rx: &mut mpsc::Receiver<Result<LogChunk, Status>>,
+        got: &mut String,
+        want: &str,
+    ) {
+        while !got.ends_with(want) {
+            let c = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {want:?} after {got:?}"))
+                .expect("stream ended early")
+                .unwrap();
+            got.push_str(&String::from_utf8_lossy(&c.data));
+        }
+    }
+
+    #[tokio::test]
+    async fn follow_across_rotation_until_exit() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let cur = logs.join("0.log");
+        let dirs =
+            crate::runtime::RuntimeDirs::new(&dir.path().join("run"), &dir.path().join("data"));
+        let bundle = dirs.bundles.join("c1");
+        std::fs::create_dir_all(&bundle).unwrap();
+        let rt = Arc::new(Runtime::new(dirs, PathBuf::from("/bin/false")).unwrap());
+        let append = |path: &Path, text: &str| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+        };
+        append(&cur, "2024-01-01T00:00:00Z stdout F a\n");
+
+        let (tx, mut rx) = mpsc::channel(4);
+        let task = {
+            let (rt, cur) = (rt.clone(), cur.clone());
+            tokio::spawn(async move {
+                let mut out = Output {
+                    tx,
+                    buf: Vec::new(),
+                    left: None,
+                };
+                stream_logs(&cur, &opts(), Some("c1".into()), &rt, &mut out)
+                    .await
+                    .unwrap();
+                out.flush().await;
+            })
+        };
+        let mut got = String::new();
+        wait_for(&mut rx, &mut got, "a\n").await;
+        // A line split over two writes, then a rotation: the rest of the old file is read
+        // before the new one.
+        append(&cur, "2024-01-01T00:00:01Z stdout P b");
+        append(&cur, "1\n2024-01-01T00:00:01Z stdout F b2\n");
+        std::fs::rename(&cur, logs.join("0.log.1")).unwrap();
+        append(&cur, "2024-01-01T00:00:02Z stdout F c\n");
+        wait_for(&mut rx, &mut got, "b1b2\nc\n").await;
+        // The exit is recorded after the last output; the stream drains and ends.
+        append(&cur, "2024-01-01T00:00:03Z stderr F d\n");
+        crate::runtime::ExitStatus::new(Some(0), None, 0, SystemTime::now())
+            .write(&bundle.join("exit.json"))
+            .unwrap();
+        while let Some(c) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("follow did not end after the exit")
+        {
+            got.push_str(&String::from_utf8_lossy(&c.unwrap().data));
+        }
+        task.await.unwrap();
+        assert_eq!(got, "a\nb1b2\nc\nd\n");
+    }
 }
