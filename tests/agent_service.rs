@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::runtime::RuntimeEnv;
-use skiff_node_agent::runtime::spec::{self, ImageDefaults, NamespaceMode};
+use skiff_node_agent::runtime::spec::{self, ContainerConfig, ImageDefaults, NamespaceMode};
 use skiff_node_agent::runtime::{CreateRequest, LogRotation, Runtime, RuntimeError};
 use skiff_node_agent::service::ContainerRef;
 use skiff_proto::agent::agent_client::AgentClient;
@@ -72,7 +72,18 @@ impl World {
     /// Starts instance `attempt` of container `name` running `argv` (logging to
     /// `<log_dir>/<attempt>.log`) and registers it in the pod.
     fn start(&mut self, name: &str, attempt: u32, argv: &[&str]) -> String {
+        self.start_with(name, attempt, argv, |_| {})
+    }
+
+    fn start_with(
+        &mut self,
+        name: &str,
+        attempt: u32,
+        argv: &[&str],
+        tweak: impl FnOnce(&mut ContainerConfig),
+    ) -> String {
         let mut cfg = self.env.config(&format!("{name}-{attempt}"), argv);
+        tweak(&mut cfg);
         cfg.hostname = Some(name.to_string());
         if let Some(ns) = &self.netns {
             cfg.namespaces.network = NamespaceMode::Join(ns.path.clone());
@@ -304,6 +315,50 @@ async fn exec_with_pipes() {
         )
     );
     assert_eq!(e.err(), "");
+
+    // The container's capabilities (runc's default set, not the agent's full one).
+    let cap_eff = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("CapEff"))
+            .unwrap()
+            .to_string()
+    };
+    let mut e = w
+        .exec("main", &["grep", "CapEff", "/proc/self/status"])
+        .await;
+    assert_eq!(e.finish().await, 0);
+    assert_eq!(e.out(), format!("{}\n", cap_eff(init_pid)));
+    assert_ne!(cap_eff(init_pid), cap_eff(std::process::id() as i32));
+
+    // The container's user, groups, working directory, environment and cgroup are the
+    // command's too.
+    let uid = w.start_with("user", 0, &["sleep", "3600"], |c| {
+        c.user.uid = Some(1000);
+        c.user.gid = Some(1001);
+        c.working_dir = Some("/tmp".into());
+        c.env = vec![("FOO".into(), "bar".into())];
+    });
+    let user_init = w.runtime.state(&uid).unwrap().pid.expect("init pid");
+    let mut e = w
+        .exec(
+            "user",
+            &["sh", "-c", "id -u; id -g; pwd; echo $FOO; grep CapEff /proc/self/status; cat /proc/self/cgroup"],
+        )
+        .await;
+    assert_eq!(e.finish().await, 0, "{}", e.err());
+    let out = e.out();
+    let init_caps = cap_eff(user_init);
+    assert!(
+        out.starts_with(&format!("1000\n1001\n/tmp\nbar\n{init_caps}\n")),
+        "{out}"
+    );
+    let cgroup = format!("{}/user-0", w.env.cgroup_parent);
+    assert!(
+        out.lines().any(|l| l.ends_with(&format!(":{cgroup}"))),
+        "not in {cgroup}:\n{out}"
+    );
 
     // stdin to cat, closed by close_stdin.
     let mut e = w.exec_with("main", &["cat"], true, false).await;
