@@ -108,7 +108,11 @@ impl Options {
             since: req
                 .since_seconds
                 .filter(|s| *s > 0)
-                .map(|s| now - Duration::from_secs(s.unsigned_abs())),
+                // Further back than the clock goes: everything.
+                .map(|s| {
+                    now.checked_sub(Duration::from_secs(s.unsigned_abs()))
+                        .unwrap_or(UNIX_EPOCH)
+                }),
             limit_bytes: req.limit_bytes.filter(|b| *b > 0).map(|b| b.unsigned_abs()),
         }
     }
@@ -596,6 +600,11 @@ mod tests {
         assert_eq!(o.tail, None);
         assert_eq!(o.since, Some(UNIX_EPOCH + Duration::from_secs(990)));
         assert_eq!(o.limit_bytes, None);
+        let huge = LogRequest {
+            since_seconds: Some(i64::MAX),
+            ..Default::default()
+        };
+        assert_eq!(Options::from_request(&huge, now).since, Some(UNIX_EPOCH));
     }
 
     #[tokio::test]
