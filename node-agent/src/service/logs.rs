@@ -604,7 +604,8 @@ mod tests {
             since_seconds: Some(i64::MAX),
             ..Default::default()
         };
-        assert_eq!(Options::from_request(&huge, now).since, Some(UNIX_EPOCH));
+        let since = Options::from_request(&huge, now).since;
+        assert!(since.is_some_and(|t| t <= UNIX_EPOCH), "{since:?}");
     }
 
     #[tokio::test]
