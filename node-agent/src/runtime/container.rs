@@ -19,6 +19,7 @@ use libcontainer::signal::Signal;
 
 use super::cgroup::CgroupLayout;
 use super::cri_log::LogRotation;
+use super::exec::{self, ExecProcess, ExecRequest};
 use super::exit::ExitStatus;
 use super::layout::{valid_id, ContainerPaths, RuntimeDirs};
 use super::rootfs::{self, Overlay, RootfsError};
@@ -84,6 +85,23 @@ pub enum RuntimeError {
     /// The signal number is not valid.
     #[error("invalid signal {0}")]
     BadSignal(i32),
+    /// The container has exited, so nothing can be run in it.
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// A command could not be started in the container (runc's wording, which the kubelet
+    /// shows, e.g. `exec: "x": executable file not found in $PATH`).
+    #[error("OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown")]
+    ExecStart {
+        /// Container id.
+        id: String,
+        /// Why.
+        message: String,
+        /// The exit code a shell would give: 127 not found, 126 not runnable.
+        exit_code: i32,
+    },
+    /// A captured command did not finish in time and was killed.
+    #[error("command in container {0} timed out after {1:?}")]
+    ExecTimeout(String, Duration),
     /// libcontainer failed.
     #[error("container {id}: {op}: {message}")]
     Libcontainer {
@@ -565,6 +583,67 @@ impl Runtime {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Runs a command in a running container through the exec helper (`skiff shim exec`),
+    /// with pipes or a terminal; returns once the command runs. Blocks: async callers use
+    /// `spawn_blocking`.
+    pub fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecProcess, RuntimeError> {
+        let mode = if req.tty {
+            exec::Stdio3::Tty
+        } else {
+            exec::Stdio3::Pipes { stdin: req.stdin }
+        };
+        self.exec_with(id, req, mode)
+    }
+
+    /// Runs a command to completion for an exec probe or a hook: its exit code and its
+    /// stdout and stderr together, the first [`exec::CAPTURE_LIMIT`] bytes. Killed (and an
+    /// error) when it runs longer than `timeout`.
+    pub fn exec_capture(
+        &self,
+        id: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>), RuntimeError> {
+        let req = ExecRequest {
+            argv: argv.to_vec(),
+            ..Default::default()
+        };
+        let proc = self.exec_with(id, &req, exec::Stdio3::Combined)?;
+        exec::capture(proc, timeout).map_err(|e| match e {
+            None => RuntimeError::ExecTimeout(id.to_string(), timeout),
+            Some(source) => RuntimeError::Io {
+                op: "read exec output",
+                path: self.dirs.state.join(id),
+                source,
+            },
+        })
+    }
+
+    fn exec_with(
+        &self,
+        id: &str,
+        req: &ExecRequest,
+        mode: exec::Stdio3,
+    ) -> Result<ExecProcess, RuntimeError> {
+        let span = tracing::debug_span!("exec", container = %id);
+        let _enter = span.enter();
+        let paths = self.paths(id)?;
+        if !paths.bundle.dir.exists() {
+            return Err(RuntimeError::NotFound(id.to_string()));
+        }
+        if paths.bundle.exit().exists() {
+            return Err(RuntimeError::NotRunning(id.to_string()));
+        }
+        let cx = exec::SpawnContext {
+            shim: &self.shim,
+            state_root: &self.dirs.state,
+            bundle: &paths.bundle.dir,
+            id,
+            start_timeout: self.start_timeout,
+        };
+        exec::spawn(&cx, req, mode)
     }
 
     /// The ids of every container on disk, for re-adoption after an agent restart.

@@ -6,7 +6,8 @@
 //! | [`spec`] | image defaults + container description → OCI runtime spec |
 //! | [`rootfs`] | overlayfs mount of the image layers with a per-container upper dir |
 //! | [`shim`] | `skiff shim`: creates, starts and supervises one container, logs, exit record |
-//! | [`container`] | the agent's API: create/start, state, kill, wait, delete, list |
+//! | [`container`] | the agent's API: create/start, state, kill, wait, delete, list, exec |
+//! | [`exec`] | `skiff shim exec`: a command run inside a running container, pipes or a pty |
 //! | [`cri_log`] | CRI-format log lines and size-based rotation |
 //! | [`exit`] | the exit record the shim writes and the agent reads |
 //! | [`cgroup`] | cgroup v1/v2 layout, OOM-kill counter, leftover removal |
@@ -16,6 +17,7 @@
 pub mod cgroup;
 pub mod container;
 pub mod cri_log;
+pub mod exec;
 pub mod exit;
 pub mod layout;
 pub mod rootfs;
@@ -28,6 +30,7 @@ pub use container::{
     ContainerHandle, ContainerState, CreateRequest, Runtime, RuntimeError, Status,
 };
 pub use cri_log::LogRotation;
+pub use exec::{ExecProcess, ExecRequest};
 pub use exit::{ExitReason, ExitStatus};
 pub use layout::RuntimeDirs;
 /// The OCI spec types libcontainer uses, re-exported so callers link only one version.

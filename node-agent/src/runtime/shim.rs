@@ -111,7 +111,11 @@ impl ShimArgs {
 
 /// Entry point of `skiff shim ...`; returns the process exit code. Must be called before any
 /// other thread exists (no tokio runtime, no tracing thread).
+/// `skiff shim exec ...` runs the exec helper instead (see [`super::exec`]).
 pub fn main(args: &[OsString]) -> i32 {
+    if args.first().is_some_and(|a| a == super::exec::EXEC_MODE) {
+        return super::exec::main(&args[1..]);
+    }
     let args = match ShimArgs::parse(args) {
         Ok(a) => a,
         Err(e) => {
@@ -162,7 +166,7 @@ pub fn main(args: &[OsString]) -> i32 {
         report(&ready, &format!("error cannot open shim log: {e}"));
         return 1;
     }
-    init_tracing();
+    init_tracing(&bundle.shim_log());
     let code = match run(&bundle, ready) {
         Ok(()) => 0,
         Err(e) => {
@@ -191,15 +195,23 @@ fn redirect_stdio(log: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `tracing` to the shim log (stderr). `SKIFF_SHIM_LOG` sets an env-filter; without it a
+/// `tracing` to the shim log. `SKIFF_SHIM_LOG` sets an env-filter; without it a
 /// fixed filter (info, libcgroups' per-controller "not supported" warnings muted) avoids
 /// compiling filter regexes on every container start.
-fn init_tracing() {
+///
+/// The writer is a descriptor of its own, not stderr: libcontainer also logs from the
+/// container's init after pointing its stdio at the container's pipes, and those lines
+/// belong in the shim log, not in the container's output.
+fn init_tracing(log: &Path) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    let writer = match OpenOptions::new().create(true).append(true).open(log) {
+        Ok(f) => std::sync::Mutex::new(Box::new(f) as Box<dyn Write + Send>),
+        Err(_) => std::sync::Mutex::new(Box::new(io::stderr()) as Box<dyn Write + Send>),
+    };
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(false)
-        .with_writer(io::stderr);
+        .with_writer(writer);
     let _ = match std::env::var("SKIFF_SHIM_LOG") {
         Ok(f) => tracing_subscriber::registry()
             .with(fmt)

@@ -103,9 +103,13 @@ impl Agent for AgentService {
         &self,
         request: Request<LogRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
-        logs::serve(self.pods.as_ref(), &self.runtime, request.into_inner())
-            .await
-            .map(Response::new)
+        logs::serve(
+            self.pods.as_ref(),
+            self.runtime.clone(),
+            request.into_inner(),
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn exec(
