@@ -241,10 +241,9 @@ fn bad_images_and_impossible_limits_end_as_clear_statuses() {
             }
         }
     }
-    let err = seen.iter().position(|r| r == "ErrImagePull");
-    let backoff = seen.iter().position(|r| r == "ImagePullBackOff");
     assert!(
-        matches!((err, backoff), (Some(e), Some(b)) if e < b),
+        seen.windows(2)
+            .any(|w| w == ["ErrImagePull", "ImagePullBackOff"]),
         "states seen: {seen:?}"
     );
     let p = c.wait_pod(
@@ -541,4 +540,254 @@ fn libc_major(dev: u64) -> u64 {
 
 fn libc_minor(dev: u64) -> u64 {
     ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
+}
+
+#[test]
+fn kubectl_logs_follow_exec_with_a_terminal_and_top() {
+    let name = "kubectl_logs_follow_exec_with_a_terminal_and_top";
+    if !require(name, true, &["script"]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let ticker = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done";
+    c.apply(&pod_yaml("ticker", &c.node, ticker, ""));
+    c.wait_pod("ticker", Duration::from_secs(30), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    // logs -f keeps delivering new lines.
+    let mut follow = c.init.kubectl_stream(&["logs", "-f", "ticker"]);
+    let mut got = Vec::new();
+    while got.len() < 8 {
+        match follow.next_line(Duration::from_secs(10)) {
+            Some(l) => got.push(l),
+            None => panic!("logs -f stalled after {got:?}"),
+        }
+    }
+    assert_eq!(got[0], "tick 0");
+    let last: Vec<i64> = got
+        .iter()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect();
+    assert!(last.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
+
+    // exec without a terminal: output and the exit code.
+    let out = c.init.kubectl(&[
+        "exec",
+        "ticker",
+        "--",
+        "sh",
+        "-c",
+        "echo in-pod $(hostname); exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "in-pod ticker\n");
+
+    // exec -it through a real terminal (script gives kubectl one).
+    let cmd = format!(
+        "kubectl --kubeconfig {} exec -it ticker -- sh -c 'tty; exit 3'",
+        c.init.kubeconfig().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("HOME", c.init.dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert_eq!(out.status.code(), Some(3), "{text}");
+
+    // top pod: the agent's cgroup numbers through the metrics API.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let top = loop {
+        let out = c.init.kubectl(&["top", "pod", "ticker", "--no-headers"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && text.starts_with("ticker") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "top pod: {out:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let cols: Vec<&str> = top.split_whitespace().collect();
+    assert!(cols[1].ends_with('m'), "{top}");
+    assert!(cols[2].ends_with("Mi") || cols[2].ends_with("Ki"), "{top}");
+}
+
+#[test]
+fn pre_stop_hooks_run_and_the_grace_period_is_honoured() {
+    let name = "pre_stop_hooks_run_and_the_grace_period_is_honoured";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let shared = c.init.dir.path().join("hook");
+    std::fs::create_dir_all(&shared).expect("dir");
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hooked
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 3
+  volumes:
+  - name: out
+    hostPath: {{path: {dir}, type: Directory}}
+  containers:
+  - name: main
+    image: {img}
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - {{name: out, mountPath: /out}}
+    lifecycle:
+      preStop:
+        exec:
+          command: ["sh", "-c", "echo pre-stop ran > /out/hook"]
+"#,
+        node = c.node,
+        dir = shared.display(),
+        img = common::pods::IMAGE
+    );
+    c.apply(&yaml);
+    c.wait_pod("hooked", Duration::from_secs(30), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let started = std::time::Instant::now();
+    let out = c
+        .init
+        .kubectl(&["delete", "pod", "hooked", "--timeout=60s"]);
+    assert!(out.status.success(), "{out:?}");
+    let took = started.elapsed();
+    assert_eq!(
+        std::fs::read_to_string(shared.join("hook")).unwrap_or_default(),
+        "pre-stop ran\n"
+    );
+    // sleep ignores SIGTERM as PID 1: the whole grace period passes, then SIGKILL.
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(20),
+        "deletion took {took:?}"
+    );
+}
+
+#[test]
+fn a_missing_config_map_holds_the_pod_until_it_exists() {
+    let name = "a_missing_config_map_holds_the_pod_until_it_exists";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: configured
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  volumes:
+  - name: cfg
+    configMap: {{name: settings}}
+  containers:
+  - name: main
+    image: {img}
+    command: ["sh", "-c", "cat /cfg/greeting > /dev/termination-log"]
+    volumeMounts:
+    - {{name: cfg, mountPath: /cfg}}
+"#,
+        node = c.node,
+        img = common::pods::IMAGE
+    );
+    c.apply(&yaml);
+    let held = c.wait_pod("configured", Duration::from_secs(30), "held", |p| {
+        container_status(p, "main")["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("configmap \"settings\" not found"))
+    });
+    let waiting = &container_status(&held, "main")["state"]["waiting"];
+    assert_eq!(waiting["reason"], "ContainerCreating", "{held}");
+    assert_eq!(
+        waiting["message"],
+        "MountVolume.SetUp failed for volume \"cfg\" : configmap \"settings\" not found"
+    );
+    assert_eq!(held["status"]["phase"], "Pending");
+    c.init.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=greeting=hello",
+    ]);
+    let done = c.wait_pod("configured", Duration::from_secs(30), "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(
+        container_status(&done, "main")["state"]["terminated"]["message"],
+        "hello"
+    );
+}
+
+#[test]
+fn containers_outlive_an_agent_crash_and_are_adopted_again() {
+    let name = "containers_outlive_an_agent_crash_and_are_adopted_again";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let mut c = NodeCluster::start(name);
+    c.apply(&pod_yaml("survivor", &c.node, "exec sleep 3600", ""));
+    let before = c.wait_pod("survivor", Duration::from_secs(30), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let id = container_status(&before, "main")["containerID"].clone();
+    let started = container_status(&before, "main")["state"]["running"]["startedAt"].clone();
+    let bundles = std::path::Path::new("/run/skiff")
+        .join(&c.node)
+        .join("runtime/bundles");
+    let shim_pid = |id: &serde_json::Value| -> i32 {
+        let id = id
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("skiff://");
+        std::fs::read_to_string(bundles.join(id).join("shim.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let pid = shim_pid(&id);
+    assert!(pid > 0);
+    c.init.kill();
+    // The container's shim (and so the container) is still there with the agent gone.
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    c.init.restart();
+    // Re-adopted: the same instance, no restart, no second container.
+    let adopted = wait_for(|| c.init.log().contains("re-adopted container"));
+    assert!(
+        adopted,
+        "the new agent did not adopt the container:\n{}",
+        c.init.log()
+    );
+    let after = c.pod("survivor").expect("pod");
+    let st = container_status(&after, "main");
+    assert_eq!(st["containerID"], id, "{after}");
+    assert_eq!(st["restartCount"], 0, "{after}");
+    assert_eq!(st["state"]["running"]["startedAt"], started, "{after}");
+    let containers = std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(containers, 1, "one container, not a duplicate");
+    // The re-adopted agent still manages it: deletion stops it.
+    c.init
+        .ok(&["delete", "pod", "survivor", "--grace-period=1"]);
+    c.wait_gone("survivor", Duration::from_secs(20));
+    assert!(
+        wait_for(|| !std::path::Path::new(&format!("/proc/{pid}")).exists()),
+        "the shim ended"
+    );
+}
+
+fn wait_for(check: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }

@@ -18,6 +18,8 @@ pub struct Init {
     /// This control plane's own Node, unique among the tests running at once (as root, `skiff
     /// init` runs a node agent for it, whose run directory is `/run/skiff/<node>`).
     pub node: String,
+    /// The command line, for restarts.
+    args: Vec<String>,
 }
 
 impl Drop for Init {
@@ -78,37 +80,72 @@ impl Init {
         let dir = TestDir::new(label);
         let (store, peer, api) = (alloc_port(ip), alloc_port(ip), alloc_port(ip));
         let node = unique_node_name(label);
-        let log = std::fs::File::create(dir.path().join("init.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["init", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--store-listen", &format!("{ip}:{store}")])
-            .args(["--store-peer-listen", &format!("{ip}:{peer}")])
-            .args(["--apiserver-listen", &format!("{ip}:{api}")])
-            .args(["--node-name", &node])
-            .args(["--agent-listen", &format!("{ip}:0")])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn skiff init");
+        let mut args: Vec<String> = vec![
+            "init".into(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--store-listen".into(),
+            format!("{ip}:{store}"),
+            "--store-peer-listen".into(),
+            format!("{ip}:{peer}"),
+            "--apiserver-listen".into(),
+            format!("{ip}:{api}"),
+            "--node-name".into(),
+            node.clone(),
+            "--agent-listen".into(),
+            format!("{ip}:0"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let child = Self::spawn(&dir, &args);
         let init = Init {
             child,
             dir,
             api: format!("{ip}:{api}"),
             store: format!("{ip}:{store}"),
             node,
+            args,
         };
-        let conf = init.kubeconfig();
+        init.wait_serving();
+        init
+    }
+
+    fn spawn(dir: &TestDir, args: &[String]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("init.log"))
+            .expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn skiff init")
+    }
+
+    fn wait_serving(&self) {
+        let conf = self.kubeconfig();
         let up = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-            conf.exists() && TcpStream::connect(&init.api).is_ok()
+            conf.exists() && TcpStream::connect(&self.api).is_ok()
         });
         assert!(
             up,
             "skiff init did not serve the API within 30 s:\n{}",
-            std::fs::read_to_string(init.dir.path().join("init.log")).unwrap_or_default()
+            std::fs::read_to_string(self.dir.path().join("init.log")).unwrap_or_default()
         );
-        init
+    }
+
+    /// Kills `skiff init` (SIGKILL: control plane and node agent at once), leaving everything
+    /// it started behind, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts `skiff init` again over the same state, after [`Init::kill`].
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(&self.dir, &self.args);
+        self.wait_serving();
     }
 
     /// The cluster's certificates: ca.crt, admin.crt, admin.key.

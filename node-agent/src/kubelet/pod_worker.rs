@@ -533,13 +533,9 @@ impl Worker {
                     .and_then(|s| s.termination_grace_period_seconds)
                     .unwrap_or(30)
                     .max(0) as u64;
-                let hook = self
-                    .container_spec(&name, false)
-                    .and_then(|c| c.lifecycle)
-                    .and_then(|l| l.pre_stop);
-                let deadline = Instant::now() + Duration::from_secs(grace);
+                let stop = self.stopper(i, r.id, Instant::now() + Duration::from_secs(grace));
                 // The exit arrives through the usual watcher and the restart policy applies.
-                tokio::spawn(stop_container(self.shared.clone(), r.id, hook, deadline));
+                tokio::spawn(stop);
             }
         }
     }
@@ -1014,6 +1010,36 @@ impl Worker {
         }
     }
 
+    /// The task that stops container `i`'s instance `id` by `deadline`.
+    fn stopper(
+        &self,
+        i: usize,
+        id: String,
+        deadline: Instant,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let spec = self.container_spec(&self.slots[i].name.clone(), self.slots[i].init);
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let target = super::hooks::HookTarget {
+            id,
+            netns: (!host_network).then(|| self.sandbox.net()),
+            ports: spec
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter_map(|p| Some((p.name.clone()?, u16::try_from(p.container_port).ok()?)))
+                .collect(),
+        };
+        let hook = spec
+            .and_then(|c| c.lifecycle)
+            .and_then(|l| l.pre_stop)
+            .map(|h| (h, self.pod.clone(), self.field_path(i)));
+        stop_container(self.shared.clone(), target, hook, deadline)
+    }
+
     /// With `shareProcessNamespace`, the PID namespace of a container of the pod that runs
     /// (the first one started gets a new one, which the others join).
     fn shared_pid_namespace(&self) -> Option<PathBuf> {
@@ -1081,11 +1107,7 @@ impl Worker {
                     "Killing",
                     format!("Stopping container {name}"),
                 );
-                let hook = self
-                    .container_spec(&name, self.slots[i].init)
-                    .and_then(|c| c.lifecycle)
-                    .and_then(|l| l.pre_stop);
-                stops.push(stop_container(self.shared.clone(), inst.id, hook, deadline));
+                stops.push(self.stopper(i, inst.id, deadline));
             }
         }
         futures::future::join_all(stops).await;
@@ -1357,16 +1379,31 @@ fn humantime(d: Duration) -> String {
     }
 }
 
-/// Stops one container: its preStop exec hook (bounded by the grace period), SIGTERM, the rest
-/// of the grace period, then SIGKILL.
+/// Stops one container: its preStop hook (bounded by the grace period; a failure is an
+/// event), SIGTERM, the rest of the grace period, then SIGKILL.
 async fn stop_container(
     shared: Arc<Shared>,
-    id: String,
-    hook: Option<k8s_openapi::api::core::v1::LifecycleHandler>,
+    target: super::hooks::HookTarget,
+    hook: Option<(
+        k8s_openapi::api::core::v1::LifecycleHandler,
+        Arc<Pod>,
+        Option<String>,
+    )>,
     deadline: Instant,
 ) {
-    if let Some(hook) = hook {
-        super::hooks::run(&shared, &id, &hook, deadline).await;
+    let id = target.id.clone();
+    if let Some((hook, pod, field_path)) = hook {
+        if let Err(e) = super::hooks::run(&shared, &target, &hook, deadline).await {
+            let message = format!("PreStopHook failed: {e}");
+            tracing::info!(container = %id, "{message}");
+            shared.events.pod(
+                &pod,
+                field_path,
+                Kind::Warning,
+                "FailedPreStopHook",
+                message,
+            );
+        }
     }
     let runtime = shared.runtime.clone();
     let rid = id.clone();

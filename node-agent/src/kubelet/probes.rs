@@ -205,10 +205,14 @@ impl Runner {
         }
         if let Some(tcp) = &p.tcp_socket {
             let port = self.port(&tcp.port)?;
-            return tokio::time::timeout(timeout, self.connect(tcp.host.as_deref(), port, timeout))
-                .await
-                .map_err(|_| format!("dial tcp :{port}: i/o timeout"))?
-                .map(drop);
+            let netns = self.target.netns.as_ref();
+            return tokio::time::timeout(
+                timeout,
+                connect(netns, tcp.host.as_deref(), port, timeout),
+            )
+            .await
+            .map_err(|_| format!("dial tcp :{port}: i/o timeout"))?
+            .map(drop);
         }
         if let Some(http) = &p.http_get {
             let port = self.port(&http.port)?;
@@ -224,7 +228,8 @@ impl Runner {
             if scheme.eq_ignore_ascii_case("HTTPS") {
                 return Err("HTTPS probes are not supported by this node".into());
             }
-            let get = self.http_get(host.as_deref(), port, &path, &headers, timeout);
+            let netns = self.target.netns.as_ref();
+            let get = http_get(netns, host.as_deref(), port, &path, &headers, timeout);
             return tokio::time::timeout(timeout, get)
                 .await
                 .map_err(|_| {
@@ -251,87 +256,90 @@ impl Runner {
                 .ok_or_else(|| format!("port {name:?} is not a named port of the container")),
         }
     }
+}
 
-    async fn connect(
-        &self,
-        host: Option<&str>,
-        port: u16,
-        timeout: Duration,
-    ) -> Result<tokio::net::TcpStream, String> {
-        let result = match (host, &self.target.netns) {
-            (Some(h), _) => tokio::net::TcpStream::connect((h, port))
-                .await
-                .map_err(|e| e.to_string()),
-            (None, Some(ns)) => crate::netns::connect_loopback(ns.clone(), port, timeout)
-                .await
-                .map_err(|e| e.to_string()),
-            (None, None) => tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        result.map_err(|e| {
-            format!(
-                "dial tcp {}:{port}: connect: {e}",
-                host.unwrap_or("127.0.0.1")
-            )
-        })
-    }
-
-    async fn http_get(
-        &self,
-        host: Option<&str>,
-        port: u16,
-        path: &str,
-        headers: &[(String, String)],
-        timeout: Duration,
-    ) -> Result<(), String> {
-        let mut s = self.connect(host, port, timeout).await?;
-        let host_header = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| format!("{}:{port}", host.unwrap_or("localhost")));
-        let mut req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
-        );
-        for (k, v) in headers
-            .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
-        {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes())
+/// A TCP connection to `port` on `host`, or on the pod's loopback (its network namespace) when
+/// no host is named, as probes and hooks reach a container.
+pub async fn connect(
+    netns: Option<&PathBuf>,
+    host: Option<&str>,
+    port: u16,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, String> {
+    let result = match (host, netns) {
+        (Some(h), _) => tokio::net::TcpStream::connect((h, port))
             .await
-            .map_err(|e| e.to_string())?;
-        // Only the status line matters; read at most a small head.
-        let mut buf = vec![0u8; 1024];
-        let mut got = 0;
-        while got < buf.len() {
-            let n = s.read(&mut buf[got..]).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-            if buf[..got].contains(&b'\n') {
-                break;
-            }
+            .map_err(|e| e.to_string()),
+        (None, Some(ns)) => crate::netns::connect_loopback(ns.clone(), port, timeout)
+            .await
+            .map_err(|e| e.to_string()),
+        (None, None) => tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    result.map_err(|e| {
+        format!(
+            "dial tcp {}:{port}: connect: {e}",
+            host.unwrap_or("127.0.0.1")
+        )
+    })
+}
+
+/// An HTTP GET as upstream's prober sends it; 2xx and 3xx pass.
+pub async fn http_get(
+    netns: Option<&PathBuf>,
+    host: Option<&str>,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut s = connect(netns, host, port, timeout).await?;
+    let host_header = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| format!("{}:{port}", host.unwrap_or("localhost")));
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
+    );
+    for (k, v) in headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+    {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    // Only the status line matters; read at most a small head.
+    let mut buf = vec![0u8; 1024];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = s.read(&mut buf[got..]).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
         }
-        let head = String::from_utf8_lossy(&buf[..got]);
-        let code: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| {
-                format!(
-                    "malformed HTTP response: {:?}",
-                    head.lines().next().unwrap_or("")
-                )
-            })?;
-        if (200..400).contains(&code) {
-            Ok(())
-        } else {
-            Err(format!("HTTP probe failed with statuscode: {code}"))
+        got += n;
+        if buf[..got].contains(&b'\n') {
+            break;
         }
+    }
+    let head = String::from_utf8_lossy(&buf[..got]);
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "malformed HTTP response: {:?}",
+                head.lines().next().unwrap_or("")
+            )
+        })?;
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("HTTP probe failed with statuscode: {code}"))
     }
 }
