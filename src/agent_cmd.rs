@@ -95,10 +95,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
         "skiff agent starting as node {} ({node_ip}); service on {}",
         config.node_name, config.listen
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting tokio")?;
+    let runtime = agent::tokio_runtime().context("starting tokio")?;
     runtime.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

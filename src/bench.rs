@@ -16,6 +16,8 @@ pub enum BenchCommand {
     Api(crate::bench_api::ApiBench),
     /// Container create, start, exit and delete through the node agent's runtime, against crun.
     Runtime(crate::bench_runtime::RuntimeBench),
+    /// Pod start latency on one node, and the node agent's memory with the pods running.
+    Pods(crate::bench_pods::PodsBench),
 }
 
 #[derive(Args)]
@@ -50,6 +52,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Api(b) => crate::bench_api::run(b),
         BenchCommand::Runtime(b) => crate::bench_runtime::run(b),
+        BenchCommand::Pods(b) => crate::bench_pods::run(b),
     }
 }
 

@@ -4,6 +4,7 @@
 mod agent_cmd;
 mod bench;
 mod bench_api;
+mod bench_pods;
 mod bench_runtime;
 mod image_cmd;
 mod store_cmd;

@@ -61,6 +61,18 @@ pub enum AgentError {
     },
 }
 
+/// The runtime the agent runs on. Blocking work (container starts, deletes, waits) goes to a
+/// small pool: each thread costs memory, and two cores gain nothing from more than a few
+/// containers starting at once.
+pub fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.clamp(1, 4))
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+}
+
 /// A client for the API server from a kubeconfig file.
 pub async fn client(path: &std::path::Path) -> Result<kube::Client, AgentError> {
     let fail = |message: String| AgentError::Kubeconfig {
@@ -127,6 +139,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             })
             .collect(),
         dns: kubelet::sandbox::DnsSettings::host(),
+        api_writes: tokio::sync::Semaphore::new(kubelet::API_WRITES),
     });
     tokio::spawn(kubelet::run(shared));
     let service = AgentService::new(directory, runtime);

@@ -91,7 +91,12 @@ pub struct Shared {
     pub allocatable: BTreeMap<String, Quantity>,
     /// The host's resolvers, for pods' resolv.conf.
     pub dns: DnsSettings,
+    /// Bounds the pod workers' concurrent writes to the API server.
+    pub api_writes: tokio::sync::Semaphore,
 }
+
+/// How many status writes may be in flight at once.
+pub const API_WRITES: usize = 4;
 
 /// One container in the directory.
 #[derive(Clone, Debug)]

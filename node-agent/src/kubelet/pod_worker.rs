@@ -1312,6 +1312,9 @@ impl Worker {
         }
         let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), self.namespace());
         let patch = serde_json::json!({ "status": status });
+        // A few writes at a time: each concurrent request may hold its own connection.
+        let shared = self.shared.clone();
+        let _slot = shared.api_writes.acquire().await;
         match api
             .patch_status(
                 self.name(),
