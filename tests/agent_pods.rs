@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster::wait_until;
 use common::images::require;
-use common::pods::{container_status, pod_yaml, NodeCluster};
+use common::pods::{condition, container_status, pod_yaml, NodeCluster};
 
 #[test]
 fn a_pod_runs_logs_and_is_deleted_gracefully() {
@@ -36,11 +37,7 @@ fn a_pod_runs_logs_and_is_deleted_gracefully() {
     );
     assert!(st["state"]["running"]["startedAt"].is_string(), "{st}");
     assert_eq!(pod["status"]["qosClass"], "BestEffort");
-    let ready = pod["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .cloned()
-        .unwrap_or_default();
+    let ready = condition(&pod, "Ready");
     assert_eq!(ready["status"], "True", "{pod}");
 
     // SIGTERM is ignored by sleep as PID 1: the grace period (5 s) runs out, then SIGKILL.
@@ -174,11 +171,7 @@ fn init_containers_run_in_order_before_the_main_one() {
     assert!(ts(&t1["finishedAt"]) <= ts(&t2["startedAt"]), "{pod}");
     let main_started = ts(&container_status(&pod, "main")["state"]["running"]["startedAt"]);
     assert!(ts(&t2["finishedAt"]) <= main_started, "{pod}");
-    let initialized = pod["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Initialized"))
-        .cloned()
-        .unwrap_or_default();
+    let initialized = condition(&pod, "Initialized");
     assert_eq!(initialized["status"], "True");
 }
 
@@ -310,11 +303,7 @@ fn liveness_failures_restart_and_readiness_toggles_ready() {
         ready_of(p) == Some(false)
     });
     assert_eq!(unready["status"]["phase"], "Running");
-    let cond = unready["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .cloned()
-        .unwrap_or_default();
+    let cond = condition(&unready, "Ready");
     assert_eq!(cond["reason"], "ContainersNotReady", "{unready}");
     c.wait_pod("ready", Duration::from_secs(15), "Ready again", |p| {
         ready_of(p) == Some(true)
@@ -758,7 +747,9 @@ fn containers_outlive_an_agent_crash_and_are_adopted_again() {
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     c.init.restart();
     // Re-adopted: the same instance, no restart, no second container.
-    let adopted = wait_for(|| c.init.log().contains("re-adopted container"));
+    let adopted = wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        c.init.log().contains("re-adopted container")
+    });
     assert!(
         adopted,
         "the new agent did not adopt the container:\n{}",
@@ -776,18 +767,87 @@ fn containers_outlive_an_agent_crash_and_are_adopted_again() {
         .ok(&["delete", "pod", "survivor", "--grace-period=1"]);
     c.wait_gone("survivor", Duration::from_secs(20));
     assert!(
-        wait_for(|| !std::path::Path::new(&format!("/proc/{pid}")).exists()),
+        wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }),
         "the shim ended"
     );
 }
 
-fn wait_for(check: impl Fn() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+#[test]
+fn local_path_claims_keep_data_across_pods_until_deleted() {
+    let name = "local_path_claims_keep_data_across_pods_until_deleted";
+    if !require(name, true, &[]) {
+        return;
     }
-    false
+    let c = NodeCluster::start(name);
+    let pod = |pod: &str, script: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {pod}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  volumes:
+  - name: data
+    persistentVolumeClaim: {{claimName: store}}
+  containers:
+  - name: main
+    image: {img}
+    command: ["sh", "-c", {script:?}]
+    volumeMounts:
+    - {{name: data, mountPath: /data}}
+"#,
+            node = c.node,
+            img = common::pods::IMAGE
+        )
+    };
+    c.apply(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: store\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n",
+    );
+    c.apply(&pod("writer", "echo kept > /data/file"));
+    c.wait_pod("writer", Duration::from_secs(30), "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let claim: serde_json::Value =
+        serde_json::from_str(&c.init.ok(&["get", "pvc", "store", "-o", "json"])).expect("json");
+    assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
+    let volume = claim["spec"]["volumeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pv: serde_json::Value =
+        serde_json::from_str(&c.init.ok(&["get", "pv", &volume, "-o", "json"])).expect("json");
+    assert_eq!(pv["spec"]["claimRef"]["name"], "store", "{pv}");
+    assert_eq!(pv["spec"]["storageClassName"], "local-path");
+    let dir = pv["spec"]["hostPath"]["path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(format!("{dir}/file")).unwrap_or_default(),
+        "kept\n"
+    );
+
+    // A later pod sees what the first one wrote.
+    c.init.ok(&["delete", "pod", "writer"]);
+    c.apply(&pod("reader", "cat /data/file > /dev/termination-log"));
+    let read = c.wait_pod("reader", Duration::from_secs(30), "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(
+        container_status(&read, "main")["state"]["terminated"]["message"],
+        "kept\n"
+    );
+
+    // Deleting the claim deletes the volume and its data.
+    c.init.ok(&["delete", "pod", "reader"]);
+    c.init.ok(&["delete", "pvc", "store"]);
+    let gone = wait_until(Duration::from_secs(40), Duration::from_millis(200), || {
+        !c.init.kubectl(&["get", "pv", &volume]).status.success()
+            && !std::path::Path::new(&dir).exists()
+    });
+    assert!(gone, "volume {volume} or {dir} still there");
 }

@@ -152,6 +152,15 @@ pub fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
+/// The pod condition of type `kind`.
+pub fn condition(pod: &Value, kind: &str) -> Value {
+    pod["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == kind))
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// A pod manifest on the test node running `sh -c script`.
 pub fn pod_yaml(name: &str, node: &str, script: &str, extra_spec: &str) -> String {
     format!(

@@ -307,8 +307,11 @@ fn bootstrap_roles() -> Vec<(&'static str, Value)> {
             json!([
                 {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "create", "update", "patch"]},
                 {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch", "update"]},
-                {"apiGroups": [""], "resources": ["pods"], "verbs": read},
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
                 {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
+                // The built-in local-path provisioner binds claims to volumes on its node.
+                {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["create", "delete"]},
+                {"apiGroups": [""], "resources": ["persistentvolumes/status", "persistentvolumeclaims", "persistentvolumeclaims/status"], "verbs": ["patch", "update"]},
                 {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
                 {"apiGroups": [""], "resources": ["configmaps", "secrets", "persistentvolumeclaims", "persistentvolumes", "services", "endpoints"], "verbs": read},
                 {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},

@@ -10,6 +10,8 @@
 //! | [`env`] | environment: envFrom, env, valueFrom, `$(VAR)` expansion |
 //! | [`resources`] | QoS class, cgroup paths, CPU/memory/pids/cpuset/blkio limits |
 //! | [`images`] | pull policy, imagePullSecrets, image waiting reasons |
+//! | [`image_gc`] | removing unused images when the disk fills |
+//! | [`local_path`] | the built-in local-path provisioner for persistent volume claims |
 //! | [`probes`] | startup, liveness and readiness probes |
 //! | [`hooks`] | preStop hooks and exec in containers |
 //! | [`events`] | pod events through a bounded queue |
@@ -24,7 +26,9 @@ pub mod downward;
 pub mod env;
 pub mod events;
 pub mod hooks;
+pub mod image_gc;
 pub mod images;
+pub mod local_path;
 pub mod node_status;
 pub mod pod_worker;
 pub mod probes;
@@ -237,6 +241,8 @@ pub async fn run(shared: Arc<Shared>) {
         .await
         .unwrap_or_default();
     tracing::info!(node = %node, containers = leftovers.values().map(Vec::len).sum::<usize>(), "kubelet starting");
+    tokio::spawn(image_gc::run(shared.clone()));
+    tokio::spawn(local_path::sweep(shared.clone()));
     let pods: Api<Pod> = Api::all(shared.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut stream = watcher(pods, cfg).default_backoff().boxed();

@@ -309,6 +309,24 @@ impl Worker {
         self.pod.metadata.name.as_deref().unwrap_or("")
     }
 
+    fn host_network(&self) -> bool {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+    }
+
+    /// The pod's network namespace as probes and hooks reach it (None: the host's).
+    fn netns(&self) -> Option<PathBuf> {
+        (!self.host_network()).then(|| self.sandbox.net())
+    }
+
+    fn pod_cgroup(&self) -> String {
+        let qos = resources::qos_class(&self.pod);
+        resources::pod_cgroup(&self.shared.config.cgroup_root, qos, &self.uid)
+    }
+
     fn restart_policy(&self) -> &str {
         self.pod
             .spec
@@ -470,15 +488,9 @@ impl Worker {
         let Some(c) = self.container_spec(&self.slots[i].name.clone(), self.slots[i].init) else {
             return;
         };
-        let host_network = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
         let target = probes::Target {
             id: id.to_string(),
-            netns: (!host_network).then(|| self.sandbox.net()),
+            netns: self.netns(),
         };
         let slot = &mut self.slots[i];
         slot.ready = c.readiness_probe.is_none();
@@ -692,6 +704,9 @@ impl Worker {
         let refresh = self.volumes.is_some()
             && self.refreshing_volumes()
             && self.volumes_at.elapsed() >= VOLUME_REFRESH;
+        if self.volumes.is_none() {
+            super::local_path::provision_for(&self.shared, &self.pod).await;
+        }
         if self.volumes.is_none() || refresh {
             match PodVolumes::prepare(&self.pod, &self.pod_dir, self.shared.objects.as_ref()).await
             {
@@ -938,8 +953,7 @@ impl Worker {
             None => Vec::new(),
         };
         let res = resources::container_resources(&self.pod, c).map_err(|e| config_err(e.0))?;
-        let qos = resources::qos_class(&self.pod);
-        let pod_cgroup = resources::pod_cgroup(&self.shared.config.cgroup_root, qos, &self.uid);
+        let pod_cgroup = self.pod_cgroup();
         let termination_log = self.termination_log(&c.name, attempt);
         if let Some(dir) = termination_log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| config_err(e.to_string()))?;
@@ -1018,15 +1032,9 @@ impl Worker {
         deadline: Instant,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let spec = self.container_spec(&self.slots[i].name.clone(), self.slots[i].init);
-        let host_network = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
         let target = super::hooks::HookTarget {
             id,
-            netns: (!host_network).then(|| self.sandbox.net()),
+            netns: self.netns(),
             ports: spec
                 .iter()
                 .flat_map(|c| c.ports.iter().flatten())
@@ -1127,8 +1135,7 @@ impl Worker {
         let pod_dir = self.pod_dir.clone();
         let log_dir = self.log_dir.clone();
         let remove_logs = self.gone;
-        let qos = resources::qos_class(&self.pod);
-        let pod_cgroup = resources::pod_cgroup(&self.shared.config.cgroup_root, qos, &self.uid);
+        let pod_cgroup = self.pod_cgroup();
         let cleaned = tokio::task::spawn_blocking(move || {
             for id in &ids {
                 if let Err(e) = runtime.delete(id) {
@@ -1242,19 +1249,12 @@ impl Worker {
 
     fn publish_directory(&self) {
         let views = self.views();
-        let qos = resources::qos_class(&self.pod);
-        let pod_cgroup = resources::pod_cgroup(&self.shared.config.cgroup_root, qos, &self.uid);
-        let host_network = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
+        let pod_cgroup = self.pod_cgroup();
         let entry = super::DirEntry {
             namespace: self.namespace().to_string(),
             name: self.name().to_string(),
             uid: self.uid.clone(),
-            netns: if host_network {
+            netns: if self.host_network() {
                 Some(PathBuf::from("/proc/self/ns/net"))
             } else {
                 self.sandbox_ready.then(|| self.sandbox.net())
@@ -1297,11 +1297,7 @@ impl Worker {
             sandbox_ready: self.sandbox_ready,
             host_ip: self.shared.config.node_ip.to_string(),
             pod_ip: self
-                .pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.host_network)
-                .unwrap_or(false)
+                .host_network()
                 .then(|| self.shared.config.node_ip.to_string()),
             started_at: self.started_at,
             qos: resources::qos_class(&self.pod).as_str(),
