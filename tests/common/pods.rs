@@ -1,7 +1,7 @@
 //! A one-node cluster for kubelet tests: `skiff init` plus a node agent, a busybox-static
 //! image already in the agent's image store, and helpers that wait on pod conditions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -126,15 +126,16 @@ impl Drop for NodeCluster {
             "--wait=true",
             "--timeout=30s",
         ]);
-        let bundles = Path::new("/run/skiff")
-            .join(&self.node)
-            .join("runtime")
-            .join("bundles");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline
-            && std::fs::read_dir(&bundles)
+        // The agent has cleaned up once no container bundle and no pod sandbox is left.
+        let run = Path::new("/run/skiff").join(&self.node);
+        let busy = |dir: PathBuf| {
+            std::fs::read_dir(dir)
                 .map(|mut d| d.next().is_some())
                 .unwrap_or(false)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline
+            && (busy(run.join("runtime").join("bundles")) || busy(run.join("pods")))
         {
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -326,7 +326,11 @@ async fn remove_orphans(shared: &Arc<Shared>, uid: &str, containers: Vec<Adopted
                 .cgroups()
                 .remove(&resources::pod_cgroup(&root, qos, &uid));
         }
-        let _ = sandbox.remove();
+        if sandbox.remove().is_ok() {
+            if let Some(run_dir) = sandbox.dir().parent() {
+                let _ = std::fs::remove_dir(run_dir);
+            }
+        }
         let _ = volumes::teardown(&pod_dir);
         let _ = std::fs::remove_dir_all(&pod_dir);
     })

@@ -1147,6 +1147,8 @@ impl Worker {
             }
             if let Err(e) = sandbox.remove() {
                 tracing::warn!("removing the sandbox: {e}");
+            } else if let Some(run_dir) = sandbox.dir().parent() {
+                let _ = std::fs::remove_dir(run_dir);
             }
             if let Err(e) = volumes::teardown(&pod_dir) {
                 tracing::warn!("removing volumes: {e}");

@@ -55,6 +55,11 @@ impl Sandbox {
         Sandbox { dir }
     }
 
+    /// The directory holding the namespace files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The network namespace file.
     pub fn net(&self) -> PathBuf {
         self.dir.join("net")
