@@ -2,12 +2,16 @@
 //! image already in the agent's image store, and helpers that wait on pod conditions.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
+use super::cluster::wait_until;
 use super::control_plane::Init;
 use super::images::{busybox_layer, TestImage};
+
+/// How often a condition is checked while waiting for it.
+const POLL: Duration = Duration::from_millis(100);
 
 /// The image every pod test runs (imported, never pulled).
 pub const IMAGE: &str = "skiff.test/busybox:1";
@@ -72,16 +76,20 @@ impl NodeCluster {
         what: &str,
         check: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + timeout;
         let mut last = None;
-        while Instant::now() < deadline {
-            if let Some(p) = self.pod(name) {
-                if check(&p) {
-                    return p;
-                }
-                last = Some(p);
+        let mut found = None;
+        wait_until(timeout, POLL, || match self.pod(name) {
+            Some(p) if check(&p) => {
+                found = Some(p);
+                true
             }
-            std::thread::sleep(Duration::from_millis(100));
+            other => {
+                last = other.or(last.take());
+                false
+            }
+        });
+        if let Some(p) = found {
+            return p;
         }
         panic!(
             "pod {name}: {what} did not happen within {timeout:?}; last seen:\n{}\nlog:\n{}",
@@ -92,12 +100,8 @@ impl NodeCluster {
 
     /// Waits until the pod is gone.
     pub fn wait_gone(&self, name: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.pod(name).is_none() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if wait_until(timeout, POLL, || self.pod(name).is_none()) {
+            return;
         }
         panic!(
             "pod {name} still exists after {timeout:?}\n{}",
@@ -133,12 +137,9 @@ impl Drop for NodeCluster {
                 .map(|mut d| d.next().is_some())
                 .unwrap_or(false)
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline
-            && (busy(run.join("runtime").join("bundles")) || busy(run.join("pods")))
-        {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(Duration::from_secs(20), POLL, || {
+            !busy(run.join("runtime").join("bundles")) && !busy(run.join("pods"))
+        });
         if let Ok(layout) = skiff_node_agent::runtime::cgroup::CgroupLayout::detect() {
             let _ = layout.remove(&format!("/skiff/{}", self.node));
         }
