@@ -231,7 +231,7 @@ fn new_timestamp_dir(target: &Path) -> std::io::Result<PathBuf> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
-    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+    let (y, mo, d) = crate::runtime::cri_log::civil_from_days((secs / 86_400) as i64);
     let t = secs % 86_400;
     let base = format!(
         "..{y:04}_{mo:02}_{d:02}_{:02}_{:02}_{:02}.{:09}",
@@ -279,20 +279,6 @@ fn remove_stale_timestamp_dirs(target: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,13 +288,6 @@ mod tests {
             data: data.as_bytes().to_vec(),
             mode,
         }
-    }
-
-    #[test]
-    fn dates_convert() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]
