@@ -849,3 +849,64 @@ spec:
     });
     assert!(gone, "volume {volume} or {dir} still there");
 }
+
+#[test]
+fn pods_pull_by_tag_and_digest_with_a_pull_secret() {
+    let name = "pods_pull_by_tag_and_digest_with_a_pull_secret";
+    if !require(name, true, &["docker-registry", "htpasswd"]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let registry = common::images::Registry::start_with_basic_auth(name, "puller", "s3cret-pass");
+    let image = common::images::TestImage::new(vec![common::images::busybox_layer()]);
+    registry.push("team/busybox", "v1", &image);
+    let by_tag = registry.reference("team/busybox", "v1");
+    let by_digest = format!("{}/team/busybox@{}", registry.addr, image.manifest.digest);
+    c.init.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={}", registry.addr),
+        "--docker-username=puller",
+        "--docker-password=s3cret-pass",
+    ]);
+    // Every pod pulls (Always), so the one without the secret cannot use the copy the others
+    // pulled: with IfNotPresent it would, as upstream.
+    let pod = |pod: &str, image: &str, secret: bool| {
+        let secrets = if secret {
+            "  imagePullSecrets:\n  - name: regcred\n"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  nodeName: {node}\n{secrets}  containers:\n  - name: main\n    image: {image}\n    imagePullPolicy: Always\n    command: [\"sleep\", \"3600\"]\n",
+            node = c.node
+        )
+    };
+    c.apply(&pod("tagged", &by_tag, true));
+    c.apply(&pod("pinned", &by_digest, true));
+    c.apply(&pod("anonymous", &by_tag, false));
+    c.apply(&pod(
+        "missing-tag",
+        &registry.reference("team/busybox", "nope"),
+        true,
+    ));
+    for p in ["tagged", "pinned"] {
+        let running = c.wait_pod(p, Duration::from_secs(60), "Running", |p| {
+            p["status"]["phase"] == "Running"
+        });
+        let id = container_status(&running, "main")["imageID"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(id.ends_with(&image.manifest.digest), "{id}");
+    }
+    // Without the secret the registry refuses; a tag it does not have is not found.
+    let refused = c.watch_waiting("anonymous", "ErrImagePull", Duration::from_secs(40));
+    assert!(refused.contains("requires authentication"), "{refused}");
+
+    let missing = c.watch_waiting("missing-tag", "ErrImagePull", Duration::from_secs(40));
+    assert!(missing.contains("nope"), "{missing}");
+    c.watch_waiting("missing-tag", "ImagePullBackOff", Duration::from_secs(40));
+}

@@ -98,6 +98,30 @@ impl NodeCluster {
         );
     }
 
+    /// Follows the pod with `kubectl get -w` until its first container waits with `reason`,
+    /// returning `<reason> <message>`; brief states (ErrImagePull lasts a second before the
+    /// back-off) are seen this way where polling can miss them.
+    pub fn watch_waiting(&self, name: &str, reason: &str, timeout: Duration) -> String {
+        let mut states = self.init.kubectl_stream(&[
+            "get",
+            "pod",
+            name,
+            "-w",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason} {.status.containerStatuses[0].state.waiting.message}{\"\\n\"}",
+        ]);
+        let mut seen = Vec::new();
+        loop {
+            let Some(line) = states.next_line(timeout) else {
+                panic!("pod {name} never waited with {reason}; saw {seen:?}")
+            };
+            if line.starts_with(&format!("{reason} ")) {
+                return line;
+            }
+            seen.push(line);
+        }
+    }
+
     /// Waits until the pod is gone.
     pub fn wait_gone(&self, name: &str, timeout: Duration) {
         if wait_until(timeout, POLL, || self.pod(name).is_none()) {
