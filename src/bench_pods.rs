@@ -51,8 +51,26 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// Resident memory (MB) and thread count of a process.
-fn rss_mb(pid: u32) -> Option<(f64, u64)> {
+/// Resident memory of a process: total, anonymous (heap and stacks) and file-backed (mostly the
+/// binary's code), in MB, and its thread count.
+struct Rss {
+    total: f64,
+    anon: f64,
+    file: f64,
+    threads: u64,
+}
+
+impl std::fmt::Display for Rss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.1} MB ({:.1} MB anonymous, {:.1} MB file-backed), {} threads",
+            self.total, self.anon, self.file, self.threads
+        )
+    }
+}
+
+fn rss_mb(pid: u32) -> Option<Rss> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<f64> {
         status
@@ -63,7 +81,12 @@ fn rss_mb(pid: u32) -> Option<(f64, u64)> {
             .parse()
             .ok()
     };
-    Some((field("VmRSS:")? / 1024.0, field("Threads:")? as u64))
+    Some(Rss {
+        total: field("VmRSS:")? / 1024.0,
+        anon: field("RssAnon:")? / 1024.0,
+        file: field("RssFile:")? / 1024.0,
+        threads: field("Threads:")? as u64,
+    })
 }
 
 async fn bench(b: PodsBench) -> Result<()> {
@@ -159,10 +182,10 @@ async fn bench(b: PodsBench) -> Result<()> {
     );
     if let Some(pid) = b.agent_pid {
         match rss_mb(pid) {
-            Some((mb, threads)) => println!(
-                "agent RSS with {} pods running: {mb:.1} MB, {threads} threads (goal <= 40 MB); before the pods: {}",
+            Some(rss) => println!(
+                "agent RSS with {} pods running: {rss} (goal <= 40 MB); before the pods: {}",
                 b.pods,
-                idle_rss.map_or("unknown".into(), |(m, t)| format!("{m:.1} MB, {t} threads"))
+                idle_rss.map_or("unknown".into(), |r| r.to_string())
             ),
             None => println!("agent RSS: pid {pid} not readable"),
         }

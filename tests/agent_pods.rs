@@ -509,6 +509,18 @@ spec:
         read("memory", "memory.limit_in_bytes").trim(),
         (32u64 << 20).to_string()
     );
+    // The pod's own cgroup holds the pod to the sum of its containers' limits.
+    let pod_cgroup = format!("skiff/{}/kubepods/burstable/pod{uid}", c.node);
+    let read_pod = |ctrl: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctrl}/{pod_cgroup}/{file}"))
+            .unwrap_or_else(|e| panic!("{ctrl}/{pod_cgroup}/{file}: {e}"))
+    };
+    assert_eq!(read_pod("cpu", "cpu.cfs_quota_us").trim(), "20000");
+    assert_eq!(read_pod("cpu", "cpu.shares").trim(), "102");
+    assert_eq!(
+        read_pod("memory", "memory.limit_in_bytes").trim(),
+        (32u64 << 20).to_string()
+    );
     if dev_path.is_some() {
         assert_eq!(
             read("blkio", "blkio.throttle.write_bps_device").trim(),
@@ -521,6 +533,121 @@ spec:
     let t = &container_status(&hog, "main")["state"]["terminated"];
     assert_eq!(t["reason"], "OOMKilled", "{hog}");
     assert_eq!(t["exitCode"], 137, "{hog}");
+}
+
+/// The CPUs this process may use, as `/proc/self/status` lists them.
+fn cpus_allowed(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn whole_cpus_of_guaranteed_pods_are_exclusive() {
+    let name = "whole_cpus_of_guaranteed_pods_are_exclusive";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let all = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap_or_default());
+    let cpus: Vec<u32> = all
+        .split(',')
+        .filter_map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            Some(a.parse().ok()?..=b.parse().ok()?)
+        })
+        .flatten()
+        .collect();
+    if cpus.len() < 2 {
+        eprintln!("SKIPPED {name}: needs at least 2 CPUs, this process may use {all:?}");
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let guaranteed = |pod: &str, cpu: &str| {
+        let resources = format!("    resources:\n      limits: {{cpu: \"{cpu}\", memory: 32Mi}}\n");
+        pod_yaml(pod, &c.node, "sleep 3600", "").replacen(
+            "    command:",
+            &format!("{resources}    command:"),
+            1,
+        )
+    };
+    let inside = |pod: &str| {
+        let out = c
+            .init
+            .kubectl(&["exec", pod, "--", "cat", "/proc/1/status"]);
+        cpus_allowed(&String::from_utf8_lossy(&out.stdout))
+    };
+    c.apply(&pod_yaml("shared", &c.node, "sleep 3600", ""));
+    c.wait_pod("shared", Duration::from_secs(30), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    assert_eq!(inside("shared"), all, "a BestEffort pod runs on every CPU");
+
+    // One whole CPU, exclusive: the highest; everything else moves off it.
+    c.apply(&guaranteed("pinned", "1"));
+    let pod = c.wait_pod("pinned", Duration::from_secs(30), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed");
+    let last = cpus.last().copied().unwrap_or_default().to_string();
+    let count = cpus.len().to_string();
+    assert_eq!(inside("pinned"), last);
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+    let id = container_status(&pod, "main")["containerID"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("skiff://")
+        .to_string();
+    let cpuset = format!(
+        "/sys/fs/cgroup/cpuset/skiff/{}/kubepods/pod{uid}/{id}/cpuset.cpus",
+        c.node
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cpuset).unwrap_or_default().trim(),
+        last
+    );
+    let shared_now = inside("shared");
+    assert!(
+        !shared_now.is_empty() && !shared_now.split(',').any(|p| p == last),
+        "the shared pool no longer has CPU {last}: {shared_now}"
+    );
+
+    // Fractional CPUs are not exclusive; asking for every CPU would empty the shared pool, so
+    // that pod runs on the pool with a Warning.
+    c.apply(&guaranteed("fraction", "500m"));
+    c.apply(&guaranteed("greedy", &count));
+    for pod in ["fraction", "greedy"] {
+        c.wait_pod(pod, Duration::from_secs(30), "Running", |p| {
+            p["status"]["phase"] == "Running"
+        });
+        assert_eq!(inside(pod), shared_now, "{pod} runs on the shared pool");
+    }
+    let events = c.init.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=greedy,reason=CPUsNotExclusive",
+        "-o",
+        "name",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&events.stdout).trim().is_empty(),
+        "a CPUsNotExclusive event for greedy"
+    );
+
+    // Deleting the exclusive pod gives its CPU back to the pods that run.
+    let out = c.init.kubectl(&["delete", "pod", "pinned", "--wait=true"]);
+    assert!(out.status.success(), "{out:?}");
+    let mut seen = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+            seen = inside("shared");
+            seen == all
+        }),
+        "the shared pod is back on every CPU: {seen}"
+    );
 }
 
 fn libc_major(dev: u64) -> u64 {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::image::{ImageError, ImageStore};
+use crate::kubelet::cpu_manager::{CpuManager, CpuSet};
 use crate::kubelet::{self, api_source::ApiSource, events::Events, node_status, Directory, Shared};
 use crate::runtime::{Runtime, RuntimeDirs, RuntimeError};
 use crate::service::AgentService;
@@ -128,18 +129,14 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         objects: Arc::new(ApiSource::new(client.clone(), allocatable.clone())),
         events: Events::start(client.clone(), config.node_name.clone()),
         directory: directory.clone(),
-        allocatable: machine
-            .allocatable()
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    k8s_openapi::apimachinery::pkg::api::resource::Quantity(v),
-                )
-            })
-            .collect(),
+        allocatable,
         dns: kubelet::sandbox::DnsSettings::host(),
         api_writes: tokio::sync::Semaphore::new(kubelet::API_WRITES),
+        cpus: CpuManager::load(
+            config.root_dir.join("cpu_manager_state"),
+            CpuSet::of_this_process(),
+            runtime.cgroups().clone(),
+        ),
     });
     tokio::spawn(kubelet::run(shared));
     let service = AgentService::new(directory, runtime);

@@ -8,7 +8,8 @@
 //! | [`sandbox`] | the pod's shared namespaces held by bind mounts; `/etc/hosts`, `resolv.conf` |
 //! | [`container_spec`] | a pod's container → the runtime's container configuration |
 //! | [`env`] | environment: envFrom, env, valueFrom, `$(VAR)` expansion |
-//! | [`resources`] | QoS class, cgroup paths, CPU/memory/pids/cpuset/blkio limits |
+//! | [`resources`] | QoS class, pod and container cgroups, CPU/memory/pids/cpuset/blkio limits |
+//! | [`cpu_manager`] | exclusive CPUs for Guaranteed pods' whole-CPU containers; the shared pool |
 //! | [`images`] | pull policy, imagePullSecrets, image waiting reasons |
 //! | [`image_gc`] | removing unused images when the disk fills |
 //! | [`local_path`] | the built-in local-path provisioner for persistent volume claims |
@@ -22,6 +23,7 @@
 
 pub mod api_source;
 pub mod container_spec;
+pub mod cpu_manager;
 pub mod downward;
 pub mod env;
 pub mod events;
@@ -97,6 +99,8 @@ pub struct Shared {
     pub dns: DnsSettings,
     /// Bounds the pod workers' concurrent writes to the API server.
     pub api_writes: tokio::sync::Semaphore,
+    /// Exclusive and shared CPUs.
+    pub cpus: cpu_manager::CpuManager,
 }
 
 /// How many status writes may be in flight at once.
@@ -294,6 +298,7 @@ pub async fn run(shared: Arc<Shared>) {
                 }
                 if !first_list_done {
                     first_list_done = true;
+                    shared.cpus.retain(&|uid| workers.contains_key(uid));
                     // Containers of pods that no longer exist.
                     for (uid, containers) in leftovers.drain() {
                         tracing::info!(pod_uid = %uid, "removing containers of a pod that is gone");

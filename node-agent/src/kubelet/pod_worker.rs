@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::container_spec::{self, Inputs, PodFiles};
+use super::cpu_manager::Placement;
 use super::events::Kind;
 use super::probes::{self, ProbeKind, ProbeResult};
 use super::sandbox::{hosts_file, DnsSettings, Sandbox};
@@ -405,6 +406,13 @@ impl Worker {
                 }
                 None => {
                     slot.running = Some(inst.clone());
+                    let init = slot.init;
+                    if let Some(c) = self.container_spec(&a.name, init) {
+                        let cgroup = format!("{}/{}", self.pod_cgroup(), inst.id);
+                        self.shared
+                            .cpus
+                            .place(&self.pod, &self.uid, &c, init, &cgroup);
+                    }
                     self.watch_exit(a.name.clone(), inst.id.clone());
                     self.start_probes(i, &inst.id);
                 }
@@ -578,6 +586,8 @@ impl Worker {
             return;
         }
         if self.phase().is_terminal() {
+            // A finished pod's exclusive CPUs go back to the shared pool.
+            self.shared.cpus.release(&self.uid);
             return;
         }
         if !self.setup().await {
@@ -681,7 +691,18 @@ impl Worker {
         if !self.sandbox_ready {
             let sandbox = self.sandbox.clone();
             let hostname = self.hostname();
-            let made = tokio::task::spawn_blocking(move || sandbox.ensure(&hostname)).await;
+            let (runtime, pod, uid) = (
+                self.shared.runtime.clone(),
+                self.pod.clone(),
+                self.uid.clone(),
+            );
+            let root = self.shared.config.cgroup_root.clone();
+            let made = tokio::task::spawn_blocking(move || {
+                resources::ensure_pod_cgroup(runtime.cgroups(), &root, &pod, &uid)
+                    .map_err(|e| format!("pod cgroup: {e}"))?;
+                sandbox.ensure(&hostname).map_err(|e| e.to_string())
+            })
+            .await;
             match made {
                 Ok(Ok(())) => self.sandbox_ready = true,
                 Ok(Err(e)) => {
@@ -952,8 +973,24 @@ impl Worker {
             Some(v) => v.mounts(c).map_err(|e| config_err(e.to_string()))?,
             None => Vec::new(),
         };
-        let res = resources::container_resources(&self.pod, c).map_err(|e| config_err(e.0))?;
+        let mut res = resources::container_resources(&self.pod, c).map_err(|e| config_err(e.0))?;
         let pod_cgroup = self.pod_cgroup();
+        let cgroup_path = format!("{pod_cgroup}/{id}");
+        let init = self.slots[i].init;
+        let placement = self
+            .shared
+            .cpus
+            .place(&self.pod, &self.uid, c, init, &cgroup_path);
+        if let Placement::SharedInstead { pool, wanted } = &placement {
+            let msg = format!(
+                "{wanted} exclusive CPU(s) are not free without emptying the shared pool; \
+                 running on the shared CPUs {pool}"
+            );
+            self.event(Some(i), Kind::Warning, "CPUsNotExclusive", msg);
+        }
+        if let Some(cpus) = placement.cpus() {
+            res.cpuset_cpus = Some(cpus);
+        }
         let termination_log = self.termination_log(&c.name, attempt);
         if let Some(dir) = termination_log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| config_err(e.to_string()))?;
@@ -969,7 +1006,7 @@ impl Worker {
             sandbox: &self.sandbox,
             files: &self.files,
             termination_log: &termination_log,
-            cgroup_path: format!("{pod_cgroup}/{id}"),
+            cgroup_path,
             resources: res,
             pid_namespace: self.shared_pid_namespace(),
         })
@@ -1009,6 +1046,7 @@ impl Worker {
         let started = tokio::task::spawn_blocking(move || runtime.create_and_start(req)).await;
         match started {
             Ok(Ok(_handle)) => {
+                self.shared.cpus.settle(&self.uid, &c.name);
                 let started_at = self
                     .shared
                     .runtime
@@ -1136,6 +1174,7 @@ impl Worker {
         let log_dir = self.log_dir.clone();
         let remove_logs = self.gone;
         let pod_cgroup = self.pod_cgroup();
+        self.shared.cpus.release(&self.uid);
         let cleaned = tokio::task::spawn_blocking(move || {
             for id in &ids {
                 if let Err(e) = runtime.delete(id) {

@@ -17,7 +17,9 @@ use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::downward::{quantity_bytes, quantity_millis};
-use crate::runtime::spec::{BlkioThrottle, Resources};
+use crate::runtime::cgroup::CgroupLayout;
+use crate::runtime::cgroup_driver::CgroupLimits;
+use crate::runtime::spec::{BlkioThrottle, Resources, DEFAULT_CPU_PERIOD};
 
 /// A pod's QoS class, as upstream computes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +106,114 @@ pub fn pod_cgroup(root: &str, qos: QosClass, uid: &str) -> String {
         QosClass::Burstable => format!("{root}/kubepods/burstable/pod{uid}"),
         QosClass::BestEffort => format!("{root}/kubepods/besteffort/pod{uid}"),
     }
+}
+
+/// The pod cgroup's limits, as upstream's `ResourceConfigForPod` computes them: shares from
+/// the pod's CPU request (the larger of the app containers' sum and the largest init
+/// container's), CFS quota and memory limit from the same sums of limits, applied only when
+/// every container declares that limit (always for Guaranteed); BestEffort gets the minimum
+/// shares. A container's limits then act inside the pod's, so the pod as a whole never exceeds
+/// what its spec allows.
+pub fn pod_limits(pod: &Pod) -> CgroupLimits {
+    let mut cpu_limits_declared = true;
+    let mut memory_limits_declared = true;
+    let sum_and_max = |containers: &[Container], f: &dyn Fn(&Container) -> i64| {
+        containers.iter().fold((0i64, 0i64), |(sum, max), c| {
+            let v = f(c);
+            (sum.saturating_add(v), max.max(v))
+        })
+    };
+    let (apps, inits) = match pod.spec.as_ref() {
+        Some(s) => (
+            s.containers.as_slice(),
+            s.init_containers.as_deref().unwrap_or_default(),
+        ),
+        None => (&[][..], &[][..]),
+    };
+    for c in apps.iter().chain(inits) {
+        let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+        let declared = |name| {
+            limits
+                .and_then(|l| l.get(name))
+                .is_some_and(|q: &Quantity| !is_zero(q))
+        };
+        cpu_limits_declared &= declared("cpu");
+        memory_limits_declared &= declared("memory");
+    }
+    let amount = |c: &Container, limit: bool, name: &str| -> i64 {
+        let r = c.resources.clone().unwrap_or_default();
+        let limit_q = quantity(&r, |r| r.limits.as_ref(), name);
+        let q = if limit {
+            limit_q
+        } else {
+            // An unset request defaults to the limit, as API defaulting does.
+            quantity(&r, |r| r.requests.as_ref(), name).or(limit_q)
+        };
+        let parse = if name == "cpu" {
+            quantity_millis
+        } else {
+            quantity_bytes
+        };
+        q.and_then(|q| parse(q).ok()).unwrap_or(0).max(0)
+    };
+    let effective = |limit: bool, name: &str| {
+        let (sum, _) = sum_and_max(apps, &|c| amount(c, limit, name));
+        let (_, max_init) = sum_and_max(inits, &|c| amount(c, limit, name));
+        sum.max(max_init)
+    };
+    let cpu_request = effective(false, "cpu");
+    let cpu_limit = effective(true, "cpu");
+    let memory_limit = effective(true, "memory");
+    let quota = (cpu_limit.saturating_mul(DEFAULT_CPU_PERIOD as i64) / 1000).max(1000);
+    let shares = Resources::shares_from_millicpu(cpu_request as u64).min(262_144);
+    let mut out = CgroupLimits {
+        cpu_shares: shares,
+        cpu_quota: None,
+        cpu_period: DEFAULT_CPU_PERIOD,
+        memory_limit: None,
+    };
+    match qos_class(pod) {
+        QosClass::Guaranteed => {
+            out.cpu_quota = Some(quota);
+            out.memory_limit = Some(memory_limit);
+        }
+        QosClass::Burstable => {
+            if cpu_limits_declared {
+                out.cpu_quota = Some(quota);
+            }
+            if memory_limits_declared {
+                out.memory_limit = Some(memory_limit);
+            }
+        }
+        QosClass::BestEffort => out.cpu_shares = 2,
+    }
+    out
+}
+
+/// Creates the pod's cgroup under its QoS class and writes [`pod_limits`]; BestEffort's parent
+/// gets the minimum CPU weight, as upstream's QoS manager gives it.
+pub fn ensure_pod_cgroup(
+    layout: &CgroupLayout,
+    root: &str,
+    pod: &Pod,
+    uid: &str,
+) -> std::io::Result<()> {
+    let qos = qos_class(pod);
+    let path = pod_cgroup(root, qos, uid);
+    let driver = layout.driver();
+    if qos == QosClass::BestEffort {
+        if let Some(parent) = path.rsplit_once('/').map(|(p, _)| p) {
+            driver.create(parent)?;
+            let limits = CgroupLimits {
+                cpu_shares: 2,
+                cpu_period: DEFAULT_CPU_PERIOD,
+                ..Default::default()
+            };
+            driver.set_limits(parent, &limits)?;
+        }
+    }
+    driver.create(&path)?;
+    driver.set_limits(&path, &pod_limits(pod))
 }
 
 fn quantity<'a>(
@@ -312,5 +422,71 @@ mod tests {
             pod_cgroup("/skiff/", QosClass::Guaranteed, "u"),
             "/skiff/kubepods/podu"
         );
+    }
+    /// A test container: name, requests, limits.
+    type Spec<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)]);
+
+    fn pod(containers: &[Spec], inits: usize) -> Pod {
+        let mk = |(name, req, lim): &Spec| {
+            let map = |kv: &[(&str, &str)]| {
+                (!kv.is_empty()).then(|| {
+                    kv.iter()
+                        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                        .collect()
+                })
+            };
+            Container {
+                name: name.to_string(),
+                resources: Some(ResourceRequirements {
+                    requests: map(req),
+                    limits: map(lim),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        };
+        let all: Vec<Container> = containers.iter().map(mk).collect();
+        let (init, apps) = all.split_at(inits);
+        Pod {
+            spec: Some(k8s_openapi::api::core::v1::PodSpec {
+                init_containers: Some(init.to_vec()),
+                containers: apps.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pod_limits_follow_upstream() {
+        // Guaranteed: sums of both containers' limits.
+        let g = pod(
+            &[
+                ("a", &[], &[("cpu", "500m"), ("memory", "64Mi")]),
+                ("b", &[], &[("cpu", "1"), ("memory", "64Mi")]),
+            ],
+            0,
+        );
+        let l = pod_limits(&g);
+        assert_eq!(l.cpu_shares, 1536);
+        assert_eq!(l.cpu_quota, Some(150_000));
+        assert_eq!(l.memory_limit, Some(128 << 20));
+        // Burstable: a container without a CPU limit leaves the pod's quota unlimited; a large
+        // init container sets the memory limit.
+        let b = pod(
+            &[
+                ("init", &[], &[("cpu", "2"), ("memory", "256Mi")]),
+                ("a", &[("cpu", "100m")], &[("memory", "32Mi")]),
+            ],
+            1,
+        );
+        let l = pod_limits(&b);
+        assert_eq!(l.cpu_shares, 2048);
+        assert_eq!(l.cpu_quota, None);
+        assert_eq!(l.memory_limit, Some(256 << 20));
+        // BestEffort.
+        let e = pod(&[("a", &[], &[])], 0);
+        assert_eq!(pod_limits(&e).cpu_shares, 2);
+        assert_eq!(pod_limits(&e).memory_limit, None);
     }
 }

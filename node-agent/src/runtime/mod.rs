@@ -11,10 +11,12 @@
 //! | [`cri_log`] | CRI-format log lines and size-based rotation |
 //! | [`exit`] | the exit record the shim writes and the agent reads |
 //! | [`cgroup`] | cgroup v1/v2 layout, OOM-kill counter, leftover removal |
+//! | [`cgroup_driver`] | limits and CPUs on agent-owned cgroups, one trait over v1 and v2 |
 //! | [`layout`] | where everything lives on disk |
 //! | [`trash`] | background removal of deleted containers' writable layers |
 
 pub mod cgroup;
+pub mod cgroup_driver;
 pub mod container;
 pub mod cri_log;
 pub mod exec;
