@@ -48,7 +48,7 @@ for _ in $(seq 1 150); do
     sleep 0.2
 done
 [ -f "$work/data/admin.conf" ] || { echo "skiff init did not start:"; cat "$work/init.log"; exit 1; }
-SKIFF_LOG=${SKIFF_LOG:-warn} MIMALLOC_PURGE_DELAY=0 "$SKIFF" agent --kubeconfig "$work/data/admin.conf" --node-name "$NODE" \
+SKIFF_LOG=${SKIFF_LOG:-warn} "$SKIFF" agent --kubeconfig "$work/data/admin.conf" --node-name "$NODE" \
     --node-ip "$IP" --listen "$IP:0" --root-dir "$work/agent" --run-dir "/run/skiff/$NODE-bench" \
     --log-dir "$work/logs" --cgroup-root "/skiff/$NODE" >"$work/agent.log" 2>&1 &
 agent_pid=$!
