@@ -6,6 +6,7 @@ mod bench;
 mod bench_api;
 mod bench_pods;
 mod bench_runtime;
+mod controllers_cmd;
 mod image_cmd;
 mod store_cmd;
 
@@ -31,6 +32,9 @@ enum Command {
     Store(Box<store_cmd::StoreArgs>),
     /// Run the node agent: register this machine as a Node and run the pods bound to it.
     Agent(agent_cmd::AgentArgs),
+    /// Run the scheduler and the controllers against an API server (`init` runs them itself);
+    /// with several running, one of each acts at a time.
+    Controllers(controllers_cmd::ControllersArgs),
     /// Manage the node's image store: pull, list, remove and import images.
     Image(image_cmd::ImageArgs),
     /// Measure performance.
@@ -92,6 +96,7 @@ fn main() {
         Command::Init(args) => store_cmd::init(args),
         Command::Store(args) => store_cmd::run(*args),
         Command::Agent(args) => agent_cmd::run(args),
+        Command::Controllers(args) => controllers_cmd::run(args),
         Command::Image(args) => image_cmd::run(args),
         Command::Bench { what } => bench::run(what),
         Command::Shim { .. } => unreachable!("handled above"),

@@ -341,6 +341,7 @@ fn serve_with_api(cfg: StoreConfig, init: Option<Init>) -> Result<()> {
                 tokio::spawn(run_node_agent(agent));
             }
             pki::write_admin_kubeconfig(&api.pki, &server, &kubeconfig)?;
+            tokio::spawn(crate::controllers_cmd::run_in_process(kubeconfig.clone()));
             apiserver::serve(api, listener, api_store).await?;
             Ok(())
         };
