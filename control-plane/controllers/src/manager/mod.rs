@@ -16,16 +16,27 @@
 //! | [`replicaset`] | pods to match each ReplicaSet's replicas |
 //! | [`deployment`] | ReplicaSets for each Deployment's rollout |
 //! | [`gc`] | the garbage collector: dependents follow their owners |
+//! | [`job`] | pods run to completion for each Job; finished Jobs' TTL |
+//! | [`cronjob`], [`cron`] | Jobs created on each CronJob's schedule |
+//! | [`daemonset`] | one pod per eligible node for each DaemonSet |
+//! | [`statefulset`] | ordered pods with stable names and claims for each StatefulSet |
+//! | [`history`] | ControllerRevisions shared by DaemonSets and StatefulSets |
 
 pub mod claim;
+pub mod cron;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
 pub mod gc;
+pub mod history;
 pub mod informer;
+pub mod job;
 pub mod podutil;
 pub mod queue;
 pub mod replicaset;
 pub mod selector;
+pub mod statefulset;
 pub mod store;
 
 use std::future::Future;
@@ -33,8 +44,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use tokio::task::JoinSet;
 
@@ -90,6 +102,18 @@ pub struct Context {
     pub replicasets: Arc<Informer<ReplicaSet>>,
     /// Every Deployment.
     pub deployments: Arc<Informer<Deployment>>,
+    /// Every Job.
+    pub jobs: Arc<Informer<Job>>,
+    /// Every CronJob.
+    pub cronjobs: Arc<Informer<CronJob>>,
+    /// Every DaemonSet.
+    pub daemonsets: Arc<Informer<DaemonSet>>,
+    /// Every StatefulSet.
+    pub statefulsets: Arc<Informer<StatefulSet>>,
+    /// Every ControllerRevision (DaemonSet and StatefulSet history).
+    pub controllerrevisions: Arc<Informer<ControllerRevision>>,
+    /// Every Node.
+    pub nodes: Arc<Informer<Node>>,
 }
 
 impl Context {
@@ -100,6 +124,12 @@ impl Context {
             pods: Informer::new("pods", informer::trim_pod),
             replicasets: Informer::new("replicasets", informer::trim_object),
             deployments: Informer::new("deployments", informer::trim_object),
+            jobs: Informer::new("jobs", informer::trim_object),
+            cronjobs: Informer::new("cronjobs", informer::trim_object),
+            daemonsets: Informer::new("daemonsets", informer::trim_object),
+            statefulsets: Informer::new("statefulsets", informer::trim_object),
+            controllerrevisions: Informer::new("controllerrevisions", informer::trim_object),
+            nodes: Informer::new("nodes", informer::trim_object),
         }
     }
 
@@ -109,6 +139,12 @@ impl Context {
             Box::pin(self.pods.clone().run(Api::all(self.client.clone()))),
             Box::pin(self.replicasets.clone().run(Api::all(self.client.clone()))),
             Box::pin(self.deployments.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.jobs.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.cronjobs.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.daemonsets.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.statefulsets.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.controllerrevisions.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.nodes.clone().run(Api::all(self.client.clone()))),
         ]
     }
 
@@ -119,6 +155,12 @@ impl Context {
             ("", "Pod") => Some(self.pods.clone()),
             ("apps", "ReplicaSet") => Some(self.replicasets.clone()),
             ("apps", "Deployment") => Some(self.deployments.clone()),
+            ("batch", "Job") => Some(self.jobs.clone()),
+            ("batch", "CronJob") => Some(self.cronjobs.clone()),
+            ("apps", "DaemonSet") => Some(self.daemonsets.clone()),
+            ("apps", "StatefulSet") => Some(self.statefulsets.clone()),
+            ("apps", "ControllerRevision") => Some(self.controllerrevisions.clone()),
+            ("", "Node") => Some(self.nodes.clone()),
             _ => None,
         }
     }
@@ -133,6 +175,10 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     ("replicaset", replicaset::start),
     ("deployment", deployment::start),
     ("garbage-collector", gc::start),
+    ("job", job::start),
+    ("cronjob", cronjob::start),
+    ("daemonset", daemonset::start),
+    ("statefulset", statefulset::start),
 ];
 
 /// Runs every controller while this instance leads; see [`crate::leader`]. Dropping the
