@@ -270,6 +270,15 @@ impl TestImage {
     }
 
     pub fn with_arch(tars: Vec<Vec<u8>>, arch: &str) -> TestImage {
+        Self::build(tars, arch, "0:0")
+    }
+
+    /// An image whose config names `user` as its `USER`.
+    pub fn with_user(tars: Vec<Vec<u8>>, user: &str) -> TestImage {
+        Self::build(tars, host_arch(), user)
+    }
+
+    fn build(tars: Vec<Vec<u8>>, arch: &str, user: &str) -> TestImage {
         let diff_ids: Vec<String> = tars.iter().map(|t| sha256(t)).collect();
         let layers: Vec<Blob> = tars
             .iter()
@@ -277,7 +286,7 @@ impl TestImage {
             .collect();
         let ids: Vec<String> = diff_ids.iter().map(|d| format!("\"{d}\"")).collect();
         let config = format!(
-            r#"{{"architecture":"{arch}","os":"linux","config":{{"Entrypoint":["/bin/sh","-c"],"Cmd":["echo hello from busybox"],"Env":["PATH=/bin","GREETING=hi"],"WorkingDir":"/tmp","User":"0:0"}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+            r#"{{"architecture":"{arch}","os":"linux","config":{{"Entrypoint":["/bin/sh","-c"],"Cmd":["echo hello from busybox"],"Env":["PATH=/bin","GREETING=hi"],"WorkingDir":"/tmp","User":"{user}"}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
             ids.join(",")
         );
         let config = Blob::new(OCI_CONFIG, config.into_bytes());

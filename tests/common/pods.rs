@@ -27,11 +27,18 @@ impl NodeCluster {
     pub fn start(label: &str) -> NodeCluster {
         let init = Init::start(label);
         let node = init.node.clone();
-        let data = init.dir.path().join("data");
-        // The test image, imported into the agent's store (shared safely with the running agent).
+        let cluster = NodeCluster { init, node };
+        cluster.import(&TestImage::new(vec![busybox_layer()]), IMAGE);
+        cluster
+    }
+
+    /// Imports an image into the agent's store (shared safely with the running agent) as
+    /// `name`.
+    pub fn import(&self, image: &TestImage, name: &str) {
+        let data = self.init.dir.path().join("data");
         let images = data.join("agent").join("images");
-        let archive = init.dir.path().join("busybox.tar");
-        TestImage::new(vec![busybox_layer()]).write_oci_archive(&archive, IMAGE);
+        let archive = self.init.dir.path().join("import.tar");
+        image.write_oci_archive(&archive, name);
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["image", "import", "--root"])
             .arg(&images)
@@ -43,7 +50,6 @@ impl NodeCluster {
             "import: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        NodeCluster { init, node }
     }
 
     /// `kubectl apply -f -` of a manifest.

@@ -164,16 +164,17 @@ fn normalise(key: &str) -> String {
     }
 }
 
-/// What the runtime needs from the image's config.
-pub fn defaults(image: &Image) -> ImageDefaults {
+/// What the runtime needs from the image's config, with a named `USER` resolved to numbers
+/// through the image's own passwd and group files.
+pub fn defaults(image: &Image) -> Result<ImageDefaults, super::image_user::ImageUserError> {
     let cfg = image.config.config().clone().unwrap_or_default();
-    ImageDefaults {
+    Ok(ImageDefaults {
         entrypoint: cfg.entrypoint().clone().unwrap_or_default(),
         cmd: cfg.cmd().clone().unwrap_or_default(),
         env: cfg.env().clone().unwrap_or_default(),
         working_dir: cfg.working_dir().clone().filter(|w| !w.is_empty()),
-        user: cfg.user().clone().filter(|u| !u.is_empty()),
-    }
+        user: super::image_user::resolve(cfg.user().as_deref(), &image.layers)?,
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! | [`resources`] | QoS class, pod and container cgroups, CPU/memory/pids/cpuset/blkio limits |
 //! | [`cpu_manager`] | exclusive CPUs for Guaranteed pods' whole-CPU containers; the shared pool |
 //! | [`images`] | pull policy, imagePullSecrets, image waiting reasons |
+//! | [`image_user`] | the image's `USER` name resolved through its own passwd and group files |
 //! | [`image_gc`] | removing unused images when the disk fills |
 //! | [`local_path`] | the built-in local-path provisioner for persistent volume claims |
 //! | [`probes`] | startup, liveness and readiness probes |
@@ -29,6 +30,7 @@ pub mod env;
 pub mod events;
 pub mod hooks;
 pub mod image_gc;
+pub mod image_user;
 pub mod images;
 pub mod local_path;
 pub mod node_status;
