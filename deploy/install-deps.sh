@@ -11,6 +11,7 @@
 #   apache2-utils    -> htpasswd (bcrypt), for the registry's basic-auth variant in the image tests
 #   busybox-static -> /bin/busybox, the root filesystem layer of the container runtime tests
 #   crun         -> a reference OCI runtime: the runtime tests and benchmark run our bundles under it
+#   libseccomp-dev -> seccomp filters for containers (libcontainer's libseccomp feature links it)
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -31,6 +32,7 @@ PACKAGES=(
     docker-registry
     apache2-utils
     crun
+    libseccomp-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then

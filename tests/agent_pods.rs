@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::wait_until;
-use common::images::require;
+use common::images::{busybox_layer, require, LayerTar, TestImage};
 use common::pods::{condition, container_status, pod_yaml, NodeCluster};
 
 #[test]
@@ -535,6 +535,57 @@ spec:
     assert_eq!(t["exitCode"], 137, "{hog}");
 }
 
+#[test]
+fn image_users_given_by_name_come_from_the_images_passwd() {
+    let name = "image_users_given_by_name_come_from_the_images_passwd";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let users = LayerTar::default()
+        .dir("etc/", 0o755)
+        .file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/tmp:/bin/sh\n",
+        )
+        .file("etc/group", 0o644, b"root:x:0:\nstaff:x:50:\n")
+        .finish();
+    for (image, user) in [
+        ("skiff.test/app-user:1", "app"),
+        ("skiff.test/app-staff:1", "app:staff"),
+        ("skiff.test/ghost:1", "ghost"),
+    ] {
+        let tars = vec![busybox_layer(), users.clone()];
+        c.import(&TestImage::with_user(tars, user), image);
+    }
+    let script = "echo \"$(id -u):$(id -g)\" > /dev/termination-log";
+    for (pod, image) in [
+        ("app-user", "skiff.test/app-user:1"),
+        ("app-staff", "skiff.test/app-staff:1"),
+        ("ghost", "skiff.test/ghost:1"),
+    ] {
+        let yaml = pod_yaml(pod, &c.node, script, "  restartPolicy: Never\n")
+            .replace(common::pods::IMAGE, image);
+        c.apply(&yaml);
+    }
+    for (pod, ids) in [("app-user", "1000:1001"), ("app-staff", "1000:50")] {
+        let p = c.wait_pod(pod, Duration::from_secs(30), "Succeeded", |p| {
+            p["status"]["phase"] == "Succeeded"
+        });
+        let t = &container_status(&p, "main")["state"]["terminated"];
+        assert_eq!(t["message"].as_str().map(str::trim), Some(ids), "{p}");
+    }
+    let p = c.wait_pod("ghost", Duration::from_secs(30), "CreateContainerConfigError", |p| {
+        container_status(p, "main")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    });
+    let msg = container_status(&p, "main")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(msg.contains("unable to find user ghost"), "{msg}");
+}
+
 /// The CPUs this process may use, as `/proc/self/status` lists them.
 fn cpus_allowed(status: &str) -> String {
     status
@@ -1036,4 +1087,84 @@ fn pods_pull_by_tag_and_digest_with_a_pull_secret() {
     let missing = c.watch_waiting("missing-tag", "ErrImagePull", Duration::from_secs(40));
     assert!(missing.contains("nope"), "{missing}");
     c.watch_waiting("missing-tag", "ImagePullBackOff", Duration::from_secs(40));
+}
+
+#[test]
+fn seccomp_profiles_filter_syscalls() {
+    let name = "seccomp_profiles_filter_syscalls";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let profiles = c.init.dir.path().join("data/agent/seccomp");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(
+        profiles.join("deny-chmod.json"),
+        br#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["chmod","fchmod","fchmodat","fchmodat2"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    // Each pod reports whether a new user namespace (no capability needed, blocked by the
+    // runtime default) and a chmod (blocked by the Localhost profile) were allowed.
+    let script = "r=; if unshare -U true 2>/dev/null; then r=userns-ok; else r=userns-denied; fi; \
+                  touch /tmp/f; if chmod 600 /tmp/f 2>/dev/null; then r=\"$r chmod-ok\"; \
+                  else r=\"$r chmod-denied\"; fi; echo $r > /dev/termination-log";
+    let profile = |p: &str| format!("  securityContext:\n    seccompProfile:\n{p}");
+    for (pod, extra) in [
+        ("unconfined", String::new()),
+        (
+            "runtime-default",
+            profile("      type: RuntimeDefault\n"),
+        ),
+        (
+            "localhost",
+            profile("      type: Localhost\n      localhostProfile: deny-chmod.json\n"),
+        ),
+        (
+            "missing",
+            profile("      type: Localhost\n      localhostProfile: nope.json\n"),
+        ),
+    ] {
+        let extra = format!("  restartPolicy: Never\n{extra}");
+        c.apply(&pod_yaml(pod, &c.node, script, &extra));
+    }
+    for (pod, want) in [
+        ("unconfined", "userns-ok chmod-ok"),
+        ("runtime-default", "userns-denied chmod-ok"),
+        ("localhost", "userns-ok chmod-denied"),
+    ] {
+        let p = c.wait_pod(pod, Duration::from_secs(30), "Succeeded", |p| {
+            p["status"]["phase"] == "Succeeded"
+        });
+        let t = &container_status(&p, "main")["state"]["terminated"];
+        assert_eq!(t["message"].as_str().map(str::trim), Some(want), "{pod}: {p}");
+    }
+    let p = c.wait_pod("missing", Duration::from_secs(30), "CreateContainerConfigError", |p| {
+        container_status(p, "main")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    });
+    let msg = container_status(&p, "main")["state"]["waiting"]["message"].to_string();
+    assert!(msg.contains("failed to load seccomp profile"), "{msg}");
+}
+
+#[test]
+fn tty_containers_run_on_a_terminal_and_log_its_output() {
+    let name = "tty_containers_run_on_a_terminal_and_log_its_output";
+    if !require(name, true, &[]) {
+        return;
+    }
+    let c = NodeCluster::start(name);
+    let yaml = pod_yaml(
+        "tty",
+        &c.node,
+        "tty; [ -t 0 ] && [ -t 1 ] && echo stdio-is-a-terminal; echo done",
+        "  restartPolicy: Never\n",
+    )
+    .replace("    command:", "    tty: true\n    command:");
+    c.apply(&yaml);
+    c.wait_pod("tty", Duration::from_secs(30), "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let logs = c.init.ok(&["logs", "tty"]);
+    assert!(logs.contains("/dev/pts/"), "{logs}");
+    assert!(logs.contains("stdio-is-a-terminal"), "{logs}");
+    assert!(logs.contains("done"), "{logs}");
 }

@@ -11,7 +11,8 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, SecurityCon
 use super::env::expand;
 use super::sandbox::Sandbox;
 use crate::runtime::spec::{
-    BindMount, ContainerConfig, ImageDefaults, NamespaceMode, Namespaces, Resources, UserSpec,
+    BindMount, ContainerConfig, ImageDefaults, NamespaceMode, Namespaces, Resources, Seccomp,
+    UserSpec,
 };
 
 /// Why a container cannot be configured: the container waits with `CreateContainerConfigError`
@@ -55,6 +56,9 @@ pub struct Inputs<'a> {
     pub resources: Resources,
     /// The PID namespace to join (`shareProcessNamespace`), else a new one.
     pub pid_namespace: Option<PathBuf>,
+    /// Where `Localhost` seccomp profiles live (`<root>/seccomp`, as upstream's
+    /// `/var/lib/kubelet/seccomp`).
+    pub seccomp_dir: &'a Path,
 }
 
 /// The security settings that apply: the container's, else the pod's.
@@ -79,6 +83,33 @@ impl Security<'_> {
             .and_then(|c| c.run_as_non_root)
             .or_else(|| self.pod.and_then(|p| p.run_as_non_root))
             .unwrap_or(false)
+    }
+}
+
+/// The container's `seccompProfile`, else the pod's; `Unconfined` when neither sets one.
+fn seccomp(sec: &Security<'_>, dir: &Path) -> Result<Seccomp, ConfigError> {
+    let profile = sec
+        .ctr
+        .and_then(|c| c.seccomp_profile.as_ref())
+        .or_else(|| sec.pod.and_then(|p| p.seccomp_profile.as_ref()));
+    let Some(profile) = profile else {
+        return Ok(Seccomp::Unconfined);
+    };
+    match profile.type_.as_str() {
+        "RuntimeDefault" => Ok(Seccomp::RuntimeDefault),
+        "Localhost" => {
+            let rel = profile.localhost_profile.as_deref().unwrap_or_default();
+            if rel.is_empty() || Path::new(rel).is_absolute() || rel.split('/').any(|c| c == "..") {
+                return Err(ConfigError(format!(
+                    "localhostProfile {rel:?} must be a relative path below {}",
+                    dir.display()
+                )));
+            }
+            let loaded = crate::runtime::seccomp::load(&dir.join(rel))
+                .map_err(|e| ConfigError(e.to_string()))?;
+            Ok(Seccomp::Profile(Box::new(loaded)))
+        }
+        _ => Ok(Seccomp::Unconfined),
     }
 }
 
@@ -215,6 +246,7 @@ pub fn build(i: Inputs<'_>) -> Result<ContainerConfig, ConfigError> {
         capabilities_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
         capabilities_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
         privileged: sec.ctr.and_then(|s| s.privileged).unwrap_or(false),
+        seccomp: seccomp(&sec, i.seccomp_dir)?,
         allow_privilege_escalation: sec.ctr.and_then(|s| s.allow_privilege_escalation),
         mounts,
         namespaces,

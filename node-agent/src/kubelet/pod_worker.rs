@@ -6,6 +6,7 @@
 //! a back-off timer) runs one `sync` that compares what should run with what does.
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -996,7 +997,10 @@ impl Worker {
             std::fs::create_dir_all(dir).map_err(|e| config_err(e.to_string()))?;
         }
         std::fs::write(&termination_log, b"").map_err(|e| config_err(e.to_string()))?;
-        let defaults = images::defaults(image);
+        // Any user the container runs as may write its termination message, as upstream allows.
+        std::fs::set_permissions(&termination_log, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| config_err(e.to_string()))?;
+        let defaults = images::defaults(image).map_err(|e| config_err(e.to_string()))?;
         let cfg = container_spec::build(Inputs {
             pod: &self.pod,
             container: c,
@@ -1009,6 +1013,7 @@ impl Worker {
             cgroup_path,
             resources: res,
             pid_namespace: self.shared_pid_namespace(),
+            seccomp_dir: &self.shared.config.root_dir.join("seccomp"),
         })
         .map_err(|e| config_err(e.0))?;
         let mut oci = spec::build(&defaults, &cfg).map_err(|e| config_err(e.to_string()))?;

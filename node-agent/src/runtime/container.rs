@@ -313,6 +313,12 @@ impl Runtime {
             log_path: req.log_path.clone(),
             log_rotation: req.log_rotation,
             cgroup_path,
+            terminal: req
+                .spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false),
         };
         let shim_json = serde_json::to_vec(&shim_cfg)
             .map_err(|e| io_err("encode", &bundle.shim_config())(io::Error::other(e)))?;

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`spec`] | image defaults + container description → OCI runtime spec |
 //! | [`rootfs`] | overlayfs mount of the image layers with a per-container upper dir |
+//! | [`seccomp`] | the runtime default seccomp profile and Localhost profile files |
 //! | [`shim`] | `skiff shim`: creates, starts and supervises one container, logs, exit record |
 //! | [`container`] | the agent's API: create/start, state, kill, wait, delete, list, exec |
 //! | [`exec`] | `skiff shim exec`: a command run inside a running container, pipes or a pty |
@@ -23,6 +24,7 @@ pub mod exec;
 pub mod exit;
 pub mod layout;
 pub mod rootfs;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 mod sys;

@@ -60,6 +60,10 @@ pub struct ShimConfig {
     pub log_rotation: LogRotation,
     /// The container's cgroup path, for OOM detection.
     pub cgroup_path: String,
+    /// The container has a terminal (`process.terminal`): its output comes from the pty
+    /// master libcontainer sends over a console socket, as one stream logged as stdout.
+    #[serde(default)]
+    pub terminal: bool,
 }
 
 /// The shim's command line.
@@ -265,7 +269,7 @@ fn run(bundle: &BundleFiles, ready: OwnedFd) -> Result<(), ShimError> {
     let _enter = span.enter();
 
     let result = create_and_start(bundle, &cfg);
-    let (pid, out_r, err_r, mut log) = match result {
+    let (pid, pumps, mut log) = match result {
         Ok(v) => v,
         Err(e) => {
             report(&ready, &format!("error {e}"));
@@ -279,7 +283,7 @@ fn run(bundle: &BundleFiles, ready: OwnedFd) -> Result<(), ShimError> {
     drop(ready);
     tracing::info!(pid, "container started");
 
-    let status = supervise(pid, out_r, err_r, &mut log);
+    let status = supervise(pid, pumps, &mut log);
     let oom_kills = CgroupLayout::detect()
         .ok()
         .and_then(|l| l.oom_kills(&cfg.cgroup_path))
@@ -295,7 +299,10 @@ fn run(bundle: &BundleFiles, ready: OwnedFd) -> Result<(), ShimError> {
         .map_err(|e| ShimError::Setup(format!("writing {:?}: {e}", bundle.exit())))
 }
 
-type Started = (i32, OwnedFd, OwnedFd, CriLogWriter);
+type Started = (i32, Vec<Pump>, CriLogWriter);
+
+/// How long the shim waits for a terminal container's pty master.
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn create_and_start(bundle: &BundleFiles, cfg: &ShimConfig) -> Result<Started, ShimError> {
     // PR_SET_CHILD_SUBREAPER: the init becomes our child once libcontainer's intermediate
@@ -310,8 +317,17 @@ fn create_and_start(bundle: &BundleFiles, cfg: &ShimConfig) -> Result<Started, S
     let log = CriLogWriter::open(&cfg.log_path, cfg.log_rotation)
         .map_err(|e| ShimError::Setup(format!("opening log {:?}: {e}", cfg.log_path)))?;
     let pipe_err = |e: io::Error| ShimError::Setup(format!("pipe: {e}"));
-    let (out_r, out_w) = sys::pipe_cloexec().map_err(pipe_err)?;
-    let (err_r, err_w) = sys::pipe_cloexec().map_err(pipe_err)?;
+    // A terminal container's stdio is the pty libcontainer makes; its master arrives on the
+    // console socket, queued by the kernel until this single thread accepts it after build().
+    let (pipes, console) = if cfg.terminal {
+        let console = super::exec::ConsoleListener::bind(&bundle.dir)
+            .map_err(|e| ShimError::Setup(format!("console socket: {e}")))?;
+        (None, Some(console))
+    } else {
+        let (out_r, out_w) = sys::pipe_cloexec().map_err(pipe_err)?;
+        let (err_r, err_w) = sys::pipe_cloexec().map_err(pipe_err)?;
+        (Some((out_r, out_w, err_r, err_w)), None)
+    };
     let null = File::open("/dev/null").map_err(|e| ShimError::Setup(format!("/dev/null: {e}")))?;
 
     // Rust ignores SIGPIPE at start-up, and ignored signals survive exec: give the container
@@ -321,15 +337,22 @@ fn create_and_start(bundle: &BundleFiles, cfg: &ShimConfig) -> Result<Started, S
     unsafe {
         let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
     }
+    let (mut readers, writers) = match pipes {
+        Some((out_r, out_w, err_r, err_w)) => (
+            vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)],
+            Some((out_w, err_w)),
+        ),
+        None => (Vec::new(), None),
+    };
     let built = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(&cfg.state_root)
         .map(|b| {
-            b.with_stdin(OwnedFd::from(null))
-                .with_stdout(out_w)
-                .with_stderr(err_w)
-                .as_init(&bundle.dir)
-                .with_systemd(false)
-                .with_detach(true)
+            let b = b.with_stdin(OwnedFd::from(null));
+            let b = match writers {
+                Some((out_w, err_w)) => b.with_stdout(out_w).with_stderr(err_w),
+                None => b.with_console_socket(console.as_ref().map(|c| c.path.as_path())),
+            };
+            b.as_init(&bundle.dir).with_systemd(false).with_detach(true)
         })
         .and_then(|b| b.build());
     // SAFETY: as above.
@@ -341,13 +364,25 @@ fn create_and_start(bundle: &BundleFiles, cfg: &ShimConfig) -> Result<Started, S
         .pid()
         .map(|p| p.as_raw())
         .ok_or_else(|| ShimError::Create("libcontainer recorded no init pid".into()))?;
-    if let Err(e) = container.start() {
-        let msg = chain(&e);
+    let kill_init = |msg: String| {
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         let _ = waitpid(Pid::from_raw(pid), None);
-        return Err(ShimError::Start(msg));
+        msg
+    };
+    if let Some(console) = &console {
+        let master = console
+            .receive_master(CONSOLE_TIMEOUT)
+            .map_err(|e| ShimError::Create(kill_init(format!("receiving the terminal: {e}"))))?;
+        readers.push((master, Stream::Stdout));
     }
-    Ok((pid, out_r, err_r, log))
+    if let Err(e) = container.start() {
+        return Err(ShimError::Start(kill_init(chain(&e))));
+    }
+    let pumps = readers
+        .into_iter()
+        .map(|(fd, stream)| Pump::new(fd, stream))
+        .collect();
+    Ok((pid, pumps, log))
 }
 
 /// One output pipe being copied into the log.
@@ -390,6 +425,8 @@ impl Pump {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A pty master reads EIO once every slave descriptor is closed: its end.
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => self.open = false,
                 Err(e) => {
                     tracing::warn!("reading container {:?}: {e}", self.stream);
                     self.open = false;
@@ -401,16 +438,7 @@ impl Pump {
 
 /// Copies output until the init has exited and both pipes are closed (or the drain deadline
 /// passes); returns the init's wait status.
-fn supervise(
-    pid: i32,
-    out_r: OwnedFd,
-    err_r: OwnedFd,
-    log: &mut CriLogWriter,
-) -> Option<WaitStatus> {
-    let mut pumps = [
-        Pump::new(out_r, Stream::Stdout),
-        Pump::new(err_r, Stream::Stderr),
-    ];
+fn supervise(pid: i32, mut pumps: Vec<Pump>, log: &mut CriLogWriter) -> Option<WaitStatus> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => Some(fd),
         Err(e) => {

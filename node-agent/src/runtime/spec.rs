@@ -154,7 +154,7 @@ pub struct ContainerConfig {
     pub working_dir: Option<String>,
     /// User and groups.
     pub user: UserSpec,
-    /// Allocate a terminal (needs a console socket; not supported by the shim yet).
+    /// Allocate a terminal: the container's stdio is a pty whose output the shim logs.
     pub tty: bool,
     /// Hostname, set when the UTS namespace is new.
     pub hostname: Option<String>,
@@ -164,8 +164,11 @@ pub struct ContainerConfig {
     pub capabilities_add: Vec<String>,
     /// Capabilities dropped from it (`ALL` drops every one, then adds apply).
     pub capabilities_drop: Vec<String>,
-    /// All capabilities, no masked or read-only paths, writable /sys, every device allowed.
+    /// All capabilities, no masked or read-only paths, writable /sys, every device allowed,
+    /// no seccomp filter.
     pub privileged: bool,
+    /// The seccomp filter (Kubernetes `seccompProfile`).
+    pub seccomp: Seccomp,
     /// `allowPrivilegeEscalation`; `Some(false)` sets no_new_privs.
     pub allow_privilege_escalation: Option<bool>,
     /// Volumes.
@@ -176,6 +179,18 @@ pub struct ContainerConfig {
     pub cgroup_path: String,
     /// Resource limits.
     pub resources: Resources,
+}
+
+/// Kubernetes' seccomp profile types, as the runtime applies them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// No filter (Kubernetes' default).
+    #[default]
+    Unconfined,
+    /// The runtime's default profile (see [`super::seccomp`]), fitted to the capabilities.
+    RuntimeDefault,
+    /// A profile read from the node (`Localhost`).
+    Profile(Box<libcontainer::oci_spec::runtime::LinuxSeccomp>),
 }
 
 /// Why a spec could not be built.
@@ -548,6 +563,20 @@ fn resources(
     Ok(b.build()?)
 }
 
+/// OCI's absent `noNewPrivileges` means false. Spell it that way: libcontainer loads a seccomp
+/// filter while the process still has its capabilities only when the field is absent (an
+/// explicit `false` makes it load the filter after dropping them, which the kernel refuses
+/// without no_new_privs).
+fn process_without_false_nnp(
+    mut process: libcontainer::oci_spec::runtime::Process,
+    no_new_privs: bool,
+) -> libcontainer::oci_spec::runtime::Process {
+    if !no_new_privs {
+        process.set_no_new_privileges(None);
+    }
+    process
+}
+
 /// Builds the runtime spec for a bundle whose root filesystem is the directory `rootfs` next to
 /// `config.json`.
 pub fn build(image: &ImageDefaults, ctr: &ContainerConfig) -> Result<Spec, SpecError> {
@@ -573,6 +602,14 @@ pub fn build(image: &ImageDefaults, ctr: &ContainerConfig) -> Result<Spec, SpecE
     }
 
     let caps = resolve_capabilities(ctr)?;
+    let seccomp = match (&ctr.seccomp, ctr.privileged) {
+        (_, true) | (Seccomp::Unconfined, _) => None,
+        (Seccomp::RuntimeDefault, _) => {
+            let names: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+            Some(super::seccomp::runtime_default(&names)?)
+        }
+        (Seccomp::Profile(p), _) => Some((**p).clone()),
+    };
     // As runc: the set goes into bounding, effective and permitted; inheritable and ambient
     // stay empty, so a non-root user keeps none across exec.
     let capabilities = LinuxCapabilitiesBuilder::default()
@@ -595,11 +632,8 @@ pub fn build(image: &ImageDefaults, ctr: &ContainerConfig) -> Result<Spec, SpecE
             .hard(1024u64)
             .soft(1024u64)
             .build()?]);
-    if ctr.allow_privilege_escalation == Some(false) && !ctr.privileged {
-        process = process.no_new_privileges(true);
-    } else {
-        process = process.no_new_privileges(false);
-    }
+    let no_new_privs = ctr.allow_privilege_escalation == Some(false) && !ctr.privileged;
+    process = process.no_new_privileges(no_new_privs);
 
     let namespaces = vec![
         namespace(LinuxNamespaceType::Pid, &ctr.namespaces.pid)?,
@@ -615,6 +649,9 @@ pub fn build(image: &ImageDefaults, ctr: &ContainerConfig) -> Result<Spec, SpecE
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(&ctr.cgroup_path))
         .resources(resources(&ctr.resources, ctr.privileged)?);
+    if let Some(seccomp) = seccomp {
+        linux = linux.seccomp(seccomp);
+    }
     if ctr.privileged {
         linux = linux
             .masked_paths(Vec::<String>::new())
@@ -643,7 +680,7 @@ pub fn build(image: &ImageDefaults, ctr: &ContainerConfig) -> Result<Spec, SpecE
                 .readonly(ctr.read_only_rootfs)
                 .build()?,
         )
-        .process(process.build()?)
+        .process(process_without_false_nnp(process.build()?, no_new_privs))
         .mounts(mounts(ctr)?)
         .linux(linux.build()?);
     if ctr.namespaces.uts == NamespaceMode::New {
@@ -758,7 +795,7 @@ mod tests {
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.cwd(), &PathBuf::from("/override"));
         assert_eq!(p.user().gid(), 0);
-        assert_eq!(p.no_new_privileges(), Some(false));
+        assert_eq!(p.no_new_privileges(), None);
         assert!(build(
             &ImageDefaults {
                 user: Some("nobody".into()),
@@ -833,10 +870,7 @@ mod tests {
         assert!(linux.masked_paths().as_ref().unwrap().is_empty());
         assert!(linux.readonly_paths().as_ref().unwrap().is_empty());
         assert_eq!(caps_of(&spec).len(), ALL_CAPABILITIES.len());
-        assert_eq!(
-            spec.process().as_ref().unwrap().no_new_privileges(),
-            Some(false)
-        );
+        assert_eq!(spec.process().as_ref().unwrap().no_new_privileges(), None);
         let dev = &linux
             .resources()
             .as_ref()
@@ -1001,5 +1035,34 @@ mod tests {
         let back: Spec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, spec);
         assert!(json.contains("\"cgroupsPath\":\"/skiff/podabc/c1\""));
+    }
+
+    #[test]
+    fn seccomp_profiles_go_into_the_spec_unless_privileged() {
+        let seccomp_of = |c: &ContainerConfig| {
+            build(&image(), c)
+                .unwrap()
+                .linux()
+                .as_ref()
+                .unwrap()
+                .seccomp()
+                .clone()
+        };
+        assert_eq!(seccomp_of(&ctr()), None);
+        let mut c = ctr();
+        c.seccomp = Seccomp::RuntimeDefault;
+        let p = seccomp_of(&c).expect("a filter");
+        let names = p.syscalls().clone().unwrap()[0].names().clone();
+        assert!(names.iter().any(|n| n == "unshare"));
+        c.capabilities_add = vec!["SYS_ADMIN".into()];
+        let names = seccomp_of(&c).unwrap().syscalls().clone().unwrap()[0]
+            .names()
+            .clone();
+        assert!(
+            !names.iter().any(|n| n == "unshare"),
+            "SYS_ADMIN allows unshare"
+        );
+        c.privileged = true;
+        assert_eq!(seccomp_of(&c), None);
     }
 }

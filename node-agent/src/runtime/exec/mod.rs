@@ -486,16 +486,16 @@ fn parse_report(line: &str) -> Report {
 }
 
 /// The listening side of a console socket: libcontainer's init connects to it and sends
-/// the pty master it made.
-struct ConsoleListener {
-    path: PathBuf,
+/// the pty master it made (exec with a terminal, and the shim's terminal containers).
+pub(crate) struct ConsoleListener {
+    pub(crate) path: PathBuf,
     listener: UnixListener,
 }
 
 impl ConsoleListener {
     /// Listens at `<dir>/exec-<pid>-<n>.sock`. Bound through `/proc/self/fd/<dir fd>/...`
     /// because socket addresses are limited to 108 bytes and bundle paths may be longer.
-    fn bind(dir: &Path) -> io::Result<ConsoleListener> {
+    pub(crate) fn bind(dir: &Path) -> io::Result<ConsoleListener> {
         let name = format!(
             "exec-{}-{}.sock",
             std::process::id(),
@@ -510,7 +510,7 @@ impl ConsoleListener {
         Ok(ConsoleListener { path, listener })
     }
 
-    fn receive_master(&self, timeout: Duration) -> io::Result<OwnedFd> {
+    pub(crate) fn receive_master(&self, timeout: Duration) -> io::Result<OwnedFd> {
         if !sys::wait_readable(self.listener.as_fd(), timeout)? {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
