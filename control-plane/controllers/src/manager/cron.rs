@@ -236,14 +236,19 @@ impl Schedule {
                 h = 0;
                 d += 1;
             }
+            if mo > 12 {
+                mo = 1;
+                d = 1;
+                y = y.checked_add(1)?;
+            }
             let dim = Date::new(y, mo, 1).ok()?.days_in_month();
             if d > dim {
                 d = 1;
                 mo += 1;
-            }
-            if mo > 12 {
-                mo = 1;
-                y = y.checked_add(1)?;
+                if mo > 12 {
+                    mo = 1;
+                    y = y.checked_add(1)?;
+                }
             }
             if y > last_year {
                 return None;

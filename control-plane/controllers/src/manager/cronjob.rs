@@ -469,12 +469,12 @@ mod tests {
         let t: Timestamp = "2024-01-01T00:05:00Z"
             .parse()
             .unwrap_or(Timestamp::UNIX_EPOCH);
-        assert_eq!(job_name("hello", t), "hello-28399685");
+        assert_eq!(job_name("hello", t), "hello-28401125");
         let mut cj = CronJob::default();
         cj.metadata.name = Some("hello".into());
         cj.metadata.uid = Some("u".into());
         let j = job_for(&cj, t, &TimeZone::UTC);
-        assert_eq!(j.metadata.name.as_deref(), Some("hello-28399685"));
+        assert_eq!(j.metadata.name.as_deref(), Some("hello-28401125"));
         let a = j.metadata.annotations.unwrap_or_default();
         assert_eq!(
             a.get(SCHEDULED_TIMESTAMP).map(String::as_str),

@@ -799,7 +799,7 @@ impl JobController {
                 .count() as i32,
         );
         status.conditions = (!conds.is_empty()).then_some(conds);
-        if status != before {
+        if normalized(&status) != normalized(&before) {
             write_status(&jobs_api, &key.name, &status).await?;
         }
         match manage_error {
@@ -1058,6 +1058,30 @@ impl JobController {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// `s` with zero counts and empty lists as absent, so a status read back after a write
+/// compares equal to what was written.
+fn normalized(s: &JobStatus) -> JobStatus {
+    let nz = |v: Option<i32>| v.filter(|n| *n != 0);
+    let mut n = s.clone();
+    n.active = nz(n.active);
+    n.ready = nz(n.ready);
+    n.succeeded = nz(n.succeeded);
+    n.failed = nz(n.failed);
+    n.terminating = nz(n.terminating);
+    n.completed_indexes = n.completed_indexes.filter(|c| !c.is_empty());
+    n.conditions = n.conditions.filter(|c| !c.is_empty());
+    let u = n.uncounted_terminated_pods.take().unwrap_or_default();
+    let su = u.succeeded.filter(|v| !v.is_empty());
+    let fu = u.failed.filter(|v| !v.is_empty());
+    if su.is_some() || fu.is_some() {
+        n.uncounted_terminated_pods = Some(k8s_openapi::api::batch::v1::UncountedTerminatedPods {
+            succeeded: su,
+            failed: fu,
+        });
+    }
+    n
 }
 
 async fn patch_status(api: &Api<Job>, name: &str, patch: &Value) -> Result<(), Error> {
