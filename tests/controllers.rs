@@ -33,7 +33,12 @@ fn api_json(pki: &PathBuf, api: &str, method: &str, path: &str, body: Option<&st
     let mut cmd = admin_curl(pki);
     cmd.args(["-sS", "-X", method]);
     if body.is_some() {
-        cmd.args(["-H", "Content-Type: application/merge-patch+json", "--data-binary", "@-"]);
+        cmd.args([
+            "-H",
+            "Content-Type: application/merge-patch+json",
+            "--data-binary",
+            "@-",
+        ]);
     }
     cmd.arg(format!("https://{api}{path}"));
     let out = run_with_timeout(&mut cmd, body.map(str::as_bytes), Duration::from_secs(20));
@@ -41,9 +46,10 @@ fn api_json(pki: &PathBuf, api: &str, method: &str, path: &str, body: Option<&st
 }
 
 fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 impl HollowKubelet {
@@ -142,18 +148,34 @@ spec:
 }
 
 fn apply(init: &Init, yaml: &str) {
-    check_ok("kubectl apply", &init.kubectl_in(&["apply", "-f", "-"], Some(yaml.as_bytes())));
+    check_ok(
+        "kubectl apply",
+        &init.kubectl_in(&["apply", "-f", "-"], Some(yaml.as_bytes())),
+    );
 }
 
 fn rollout_status(init: &Init, name: &str) -> String {
-    init.ok(&["rollout", "status", &format!("deployment/{name}"), "--timeout=90s"])
+    init.ok(&[
+        "rollout",
+        "status",
+        &format!("deployment/{name}"),
+        "--timeout=90s",
+    ])
 }
 
 fn wait(what: &str, init: &Init, mut cond: impl FnMut() -> bool) {
     assert!(
         wait_until(WAIT, POLL, &mut cond),
         "timed out waiting for {what}\n{}",
-        init.log().lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        init.log()
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -182,22 +204,42 @@ fn deployment_rolls_out_scales_undoes_pauses_and_is_deleted_with_its_pods() {
 
     apply(&init, &deployment("web", 3, "nginx:1", ""));
     let out = rollout_status(&init, "web");
-    assert!(out.contains("deployment \"web\" successfully rolled out"), "{out}");
+    assert!(
+        out.contains("deployment \"web\" successfully rolled out"),
+        "{out}"
+    );
 
     // One ReplicaSet web-<hash>, its pods web-<hash>-<5 chars>, controlled by it.
     let rss = replicasets_of(&init, "web");
     assert_eq!(rss.len(), 1, "{rss:?}");
     let first = &rss[0];
-    let hash = first["metadata"]["labels"]["pod-template-hash"].as_str().unwrap_or("");
+    let hash = first["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap_or("");
     assert!(!hash.is_empty(), "{first}");
     let first_name = first["metadata"]["name"].as_str().unwrap_or("").to_string();
     assert_eq!(first_name, format!("web-{hash}"));
-    assert_eq!(first["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash);
-    assert_eq!(first["spec"]["template"]["metadata"]["labels"]["pod-template-hash"], hash);
+    assert_eq!(
+        first["spec"]["selector"]["matchLabels"]["pod-template-hash"],
+        hash
+    );
+    assert_eq!(
+        first["spec"]["template"]["metadata"]["labels"]["pod-template-hash"],
+        hash
+    );
     assert_eq!(revision(first), "1");
-    assert_eq!(first["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"], "3");
-    assert_eq!(first["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"], "4");
-    assert_eq!(first["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+    assert_eq!(
+        first["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"],
+        "3"
+    );
+    assert_eq!(
+        first["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"],
+        "4"
+    );
+    assert_eq!(
+        first["metadata"]["ownerReferences"][0]["kind"],
+        "Deployment"
+    );
     assert_eq!(first["metadata"]["ownerReferences"][0]["controller"], true);
     let pods = pods_of(&init, "web");
     assert_eq!(pods.len(), 3);
@@ -214,26 +256,61 @@ fn deployment_rolls_out_scales_undoes_pauses_and_is_deleted_with_its_pods() {
     assert_eq!(d["status"]["replicas"], 3, "{d}");
     assert_eq!(d["status"]["updatedReplicas"], 3);
     assert_eq!(d["status"]["availableReplicas"], 3);
-    assert_eq!(d["status"]["observedGeneration"], d["metadata"]["generation"]);
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
-    let conds = d["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let cond = |t: &str| conds.iter().find(|c| c["type"] == t).cloned().unwrap_or(Value::Null);
-    assert_eq!(cond("Available")["reason"], "MinimumReplicasAvailable", "{d}");
-    assert_eq!(cond("Progressing")["reason"], "NewReplicaSetAvailable", "{d}");
+    assert_eq!(
+        d["status"]["observedGeneration"],
+        d["metadata"]["generation"]
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    let conds = d["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let cond = |t: &str| {
+        conds
+            .iter()
+            .find(|c| c["type"] == t)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        cond("Available")["reason"],
+        "MinimumReplicasAvailable",
+        "{d}"
+    );
+    assert_eq!(
+        cond("Progressing")["reason"],
+        "NewReplicaSetAvailable",
+        "{d}"
+    );
     wait("the ScalingReplicaSet event", &init, || {
-        init.ok(&["get", "events", "--field-selector", "reason=ScalingReplicaSet"])
-            .contains(&format!("Scaled up replica set {first_name} from 0 to 3"))
+        init.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=ScalingReplicaSet",
+        ])
+        .contains(&format!("Scaled up replica set {first_name} from 0 to 3"))
     });
     wait("the SuccessfulCreate events", &init, || {
-        init.ok(&["get", "events", "--field-selector", "reason=SuccessfulCreate"])
-            .contains("Created pod: web-")
+        init.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=SuccessfulCreate",
+        ])
+        .contains("Created pod: web-")
     });
 
     // A new template rolls out to a second ReplicaSet; the first is scaled to zero.
     apply(&init, &deployment("web", 3, "nginx:2", ""));
     let out = rollout_status(&init, "web");
     assert!(out.contains("successfully rolled out"), "{out}");
-    wait("the old pods to go", &init, || pods_of(&init, "web").len() == 3);
+    wait("the old pods to go", &init, || {
+        pods_of(&init, "web").len() == 3
+    });
     let rss = replicasets_of(&init, "web");
     assert_eq!(rss.len(), 2);
     let second = rss.iter().find(|r| revision(r) == "2").expect("revision 2");
@@ -251,23 +328,42 @@ fn deployment_rolls_out_scales_undoes_pauses_and_is_deleted_with_its_pods() {
     assert!(out.contains("successfully rolled out"), "{out}");
     wait("the first ReplicaSet to be revision 3", &init, || {
         let rss = replicasets_of(&init, "web");
-        rss.iter().any(|r| r["metadata"]["name"] == first_name.as_str() && revision(r) == "3"
-            && r["spec"]["replicas"] == 3)
+        rss.iter().any(|r| {
+            r["metadata"]["name"] == first_name.as_str()
+                && revision(r) == "3"
+                && r["spec"]["replicas"] == 3
+        })
     });
     let rss = replicasets_of(&init, "web");
-    let undone = rss.iter().find(|r| r["metadata"]["name"] == first_name.as_str()).expect("first");
-    assert_eq!(undone["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"], "1");
+    let undone = rss
+        .iter()
+        .find(|r| r["metadata"]["name"] == first_name.as_str())
+        .expect("first");
+    assert_eq!(
+        undone["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"],
+        "1"
+    );
     let images: Vec<String> = pods_of(&init, "web")
         .iter()
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string())
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
     wait("nginx:1 pods only", &init, || {
-        pods_of(&init, "web").iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:1")
+        pods_of(&init, "web")
+            .iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1")
     });
     assert!(!images.is_empty());
     let history = init.ok(&["rollout", "history", "deployment/web"]);
-    assert!(history.contains("2         image nginx:2") && history.contains("3         image nginx:1"), "{history}");
+    assert!(
+        history.contains("2         image nginx:2") && history.contains("3         image nginx:1"),
+        "{history}"
+    );
 
     // Scale through the scale subresource.
     init.ok(&["scale", "deployment/web", "--replicas=5"]);
@@ -278,21 +374,29 @@ fn deployment_rolls_out_scales_undoes_pauses_and_is_deleted_with_its_pods() {
         d["status"]["availableReplicas"] == 5 && pods_of(&init, "web").len() == 5
     });
     let rs = get_json(&init, &["get", "rs", &first_name]);
-    assert_eq!(rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"], "5");
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"],
+        "5"
+    );
 
     // Paused: a template change makes no new ReplicaSet until resumed.
     init.ok(&["rollout", "pause", "deployment/web"]);
     wait("the DeploymentPaused condition", &init, || {
         let d = get_json(&init, &["get", "deployment", "web"]);
         d["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter().any(|c| c["type"] == "Progressing" && c["reason"] == "DeploymentPaused")
+            cs.iter()
+                .any(|c| c["type"] == "Progressing" && c["reason"] == "DeploymentPaused")
         })
     });
     init.ok(&["set", "image", "deployment/web", "app=nginx:3"]);
-    wait("the paused deployment's generation to be observed", &init, || {
-        let d = get_json(&init, &["get", "deployment", "web"]);
-        d["status"]["observedGeneration"] == d["metadata"]["generation"]
-    });
+    wait(
+        "the paused deployment's generation to be observed",
+        &init,
+        || {
+            let d = get_json(&init, &["get", "deployment", "web"]);
+            d["status"]["observedGeneration"] == d["metadata"]["generation"]
+        },
+    );
     assert_eq!(replicasets_of(&init, "web").len(), 2);
     let err = init.fails(&["rollout", "undo", "deployment/web"]);
     assert!(err.contains("paused"), "{err}");
@@ -302,7 +406,10 @@ fn deployment_rolls_out_scales_undoes_pauses_and_is_deleted_with_its_pods() {
     assert_eq!(replicasets_of(&init, "web").len(), 3);
     wait("nginx:3 pods only", &init, || {
         let pods = pods_of(&init, "web");
-        pods.len() == 5 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:3")
+        pods.len() == 5
+            && pods
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "nginx:3")
     });
 
     // Background deletion: ReplicaSets and pods follow the Deployment.
@@ -328,19 +435,33 @@ fn rolling_update_respects_max_unavailable_and_history_limit() {
         // With maxSurge 0 the ReplicaSets together never ask for more than 4 pods.
         let mut seen_max = 0;
         wait("the rollout", &init, || {
-            let asked: i64 = replicasets_of(&init, "lim").iter().filter_map(|r| r["spec"]["replicas"].as_i64()).sum();
+            let asked: i64 = replicasets_of(&init, "lim")
+                .iter()
+                .filter_map(|r| r["spec"]["replicas"].as_i64())
+                .sum();
             seen_max = seen_max.max(asked);
             let d = get_json(&init, &["get", "deployment", "lim"]);
             d["status"]["updatedReplicas"] == 4
                 && d["status"]["availableReplicas"] == 4
                 && d["status"]["replicas"] == 4
         });
-        assert!(seen_max <= 4, "{seen_max} replicas asked for with maxSurge 0");
+        assert!(
+            seen_max <= 4,
+            "{seen_max} replicas asked for with maxSurge 0"
+        );
     }
     // Only one old ReplicaSet is kept.
-    wait("the history limit", &init, || replicasets_of(&init, "lim").len() == 2);
-    let revisions: Vec<String> = replicasets_of(&init, "lim").iter().map(|r| revision(r).to_string()).collect();
-    assert!(revisions.contains(&"3".to_string()) && revisions.contains(&"2".to_string()), "{revisions:?}");
+    wait("the history limit", &init, || {
+        replicasets_of(&init, "lim").len() == 2
+    });
+    let revisions: Vec<String> = replicasets_of(&init, "lim")
+        .iter()
+        .map(|r| revision(r).to_string())
+        .collect();
+    assert!(
+        revisions.contains(&"3".to_string()) && revisions.contains(&"2".to_string()),
+        "{revisions:?}"
+    );
 }
 
 #[test]
@@ -358,9 +479,19 @@ fn recreate_scales_old_pods_away_before_new_ones_and_deadline_is_reported() {
     rollout_status(&init, "rec");
     let pods = pods_of(&init, "rec");
     assert_eq!(pods.len(), 2);
-    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:2"));
-    let events = init.ok(&["get", "events", "--field-selector", "reason=ScalingReplicaSet"]);
-    assert!(events.contains("Scaled down replica set rec-") && events.contains("from 2 to 0"), "{events}");
+    assert!(pods
+        .iter()
+        .all(|p| p["spec"]["containers"][0]["image"] == "nginx:2"));
+    let events = init.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=ScalingReplicaSet",
+    ]);
+    assert!(
+        events.contains("Scaled down replica set rec-") && events.contains("from 2 to 0"),
+        "{events}"
+    );
 
     // Pods that never become ready: the rollout exceeds its deadline.
     let stuck = deployment("stuck", 1, "nginx:1", "  progressDeadlineSeconds: 3\n")
@@ -369,12 +500,25 @@ fn recreate_scales_old_pods_away_before_new_ones_and_deadline_is_reported() {
     let out = init.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("deployment \"stuck\" exceeded its progress deadline"), "{err}");
+    assert!(
+        err.contains("deployment \"stuck\" exceeded its progress deadline"),
+        "{err}"
+    );
     let d = get_json(&init, &["get", "deployment", "stuck"]);
-    assert!(d["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Progressing"
-        && c["status"] == "False" && c["reason"] == "ProgressDeadlineExceeded")), "{d}");
-    assert!(d["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Available"
-        && c["reason"] == "MinimumReplicasUnavailable")), "{d}");
+    assert!(
+        d["status"]["conditions"].as_array().is_some_and(|cs| cs
+            .iter()
+            .any(|c| c["type"] == "Progressing"
+                && c["status"] == "False"
+                && c["reason"] == "ProgressDeadlineExceeded")),
+        "{d}"
+    );
+    assert!(
+        d["status"]["conditions"].as_array().is_some_and(|cs| cs
+            .iter()
+            .any(|c| c["type"] == "Available" && c["reason"] == "MinimumReplicasUnavailable")),
+        "{d}"
+    );
     assert_eq!(d["status"]["unavailableReplicas"], 1);
 }
 
@@ -418,19 +562,32 @@ fn replicaset_adopts_releases_replaces_and_orphans() {
     let init = Init::start(name);
     let _kubelet = HollowKubelet::start(&init);
     // An orphan that matches is adopted instead of a pod being created for it.
-    init.ok(&["run", "orphan", "--image=nginx", "--labels=app=rs1", "--overrides",
-        &format!(r#"{{"spec":{{"nodeName":"{HOLLOW_NODE}","terminationGracePeriodSeconds":0}}}}"#)]);
+    init.ok(&[
+        "run",
+        "orphan",
+        "--image=nginx",
+        "--labels=app=rs1",
+        "--overrides",
+        &format!(r#"{{"spec":{{"nodeName":"{HOLLOW_NODE}","terminationGracePeriodSeconds":0}}}}"#),
+    ]);
     apply(&init, &replicaset("rs1", 2));
-    let rs_uid = get_json(&init, &["get", "rs", "rs1"])["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let rs_uid = get_json(&init, &["get", "rs", "rs1"])["metadata"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     wait("two ready replicas", &init, || {
         let rs = get_json(&init, &["get", "rs", "rs1"]);
-        rs["status"]["readyReplicas"] == 2 && rs["status"]["availableReplicas"] == 2
-            && rs["status"]["fullyLabeledReplicas"] == 2 && rs["status"]["observedGeneration"] == 1
+        rs["status"]["readyReplicas"] == 2
+            && rs["status"]["availableReplicas"] == 2
+            && rs["status"]["fullyLabeledReplicas"] == 2
+            && rs["status"]["observedGeneration"] == 1
     });
     let pods = pods_of(&init, "rs1");
     assert_eq!(pods.len(), 2, "{:?}", names(&pods));
     assert!(names(&pods).contains(&"orphan".to_string()));
-    assert!(pods.iter().all(|p| controller_uid(p).as_deref() == Some(rs_uid.as_str())));
+    assert!(pods
+        .iter()
+        .all(|p| controller_uid(p).as_deref() == Some(rs_uid.as_str())));
 
     // A deleted pod is replaced.
     init.ok(&["delete", "pod", "orphan"]);
@@ -438,7 +595,12 @@ fn replicaset_adopts_releases_replaces_and_orphans() {
         let pods = pods_of(&init, "rs1");
         pods.len() == 2 && !names(&pods).contains(&"orphan".to_string())
     });
-    let events = init.ok(&["get", "events", "--field-selector", "reason=SuccessfulCreate"]);
+    let events = init.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=SuccessfulCreate",
+    ]);
     assert!(events.contains("Created pod: rs1-"), "{events}");
 
     // A pod relabelled out of the selector is released, and replaced.
@@ -453,7 +615,13 @@ fn replicaset_adopts_releases_replaces_and_orphans() {
     init.ok(&["scale", "rs", "rs1", "--replicas=1"]);
     wait("one pod", &init, || pods_of(&init, "rs1").len() == 1);
     wait("the SuccessfulDelete event", &init, || {
-        init.ok(&["get", "events", "--field-selector", "reason=SuccessfulDelete"]).contains("Deleted pod: rs1-")
+        init.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=SuccessfulDelete",
+        ])
+        .contains("Deleted pod: rs1-")
     });
 
     // Orphan propagation: the ReplicaSet goes, its pod stays without an owner.
@@ -462,7 +630,12 @@ fn replicaset_adopts_releases_replaces_and_orphans() {
     init.ok(&["delete", "rs", "rs1", "--cascade=orphan"]);
     wait("the orphaned pods", &init, || {
         let pods = pods_of(&init, "rs1");
-        pods.len() == 2 && pods.iter().all(|p| p["metadata"]["ownerReferences"].as_array().is_none_or(|r| r.is_empty()))
+        pods.len() == 2
+            && pods.iter().all(|p| {
+                p["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_none_or(|r| r.is_empty())
+            })
     });
     assert!(init.kubectl(&["get", "rs", "rs1"]).status.code() != Some(0));
 }
@@ -479,29 +652,55 @@ fn garbage_collector_deletes_in_foreground_and_background() {
     apply(&init, &replicaset("fg", 2));
     let _kubelet = HollowKubelet::start(&init);
     wait("two pods", &init, || pods_of(&init, "fg").len() == 2);
-    init.ok(&["delete", "rs", "fg", "--cascade=foreground", "--timeout=60s"]);
-    assert!(pods_of(&init, "fg").is_empty(), "dependents must go before a foreground owner");
+    init.ok(&[
+        "delete",
+        "rs",
+        "fg",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
+    assert!(
+        pods_of(&init, "fg").is_empty(),
+        "dependents must go before a foreground owner"
+    );
 
     // Background over ConfigMaps: a dependent of a gone owner is deleted; one with a
     // remaining owner only loses the reference.
     init.ok(&["create", "configmap", "owner-a"]);
     init.ok(&["create", "configmap", "owner-b"]);
-    let uid = |n: &str| get_json(&init, &["get", "configmap", n])["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let uid = |n: &str| {
+        get_json(&init, &["get", "configmap", n])["metadata"]["uid"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
     let (a, b) = (uid("owner-a"), uid("owner-b"));
     let dep = |name: &str, owners: &[(&str, &str)]| {
         let refs: Vec<String> = owners
             .iter()
-            .map(|(n, u)| format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","name":"{n}","uid":"{u}"}}"#))
+            .map(|(n, u)| {
+                format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","name":"{n}","uid":"{u}"}}"#)
+            })
             .collect();
-        format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","ownerReferences":[{}]}}}}"#, refs.join(","))
+        format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","ownerReferences":[{}]}}}}"#,
+            refs.join(",")
+        )
     };
     apply(&init, &dep("only-a", &[("owner-a", &a)]));
     apply(&init, &dep("a-and-b", &[("owner-a", &a), ("owner-b", &b)]));
-    apply(&init, &dep("dangling", &[("never-was", "00000000-0000-0000-0000-000000000000")]));
+    apply(
+        &init,
+        &dep(
+            "dangling",
+            &[("never-was", "00000000-0000-0000-0000-000000000000")],
+        ),
+    );
     init.ok(&["delete", "configmap", "owner-a"]);
     wait("the collection", &init, || {
         let cms = names(&items(&init, &["get", "configmaps"]));
-        !cms.contains(&"only-a".to_string()) && !cms.contains(&"dangling".to_string())
+        !cms.contains(&"only-a".to_string())
+            && !cms.contains(&"dangling".to_string())
             && cms.contains(&"a-and-b".to_string())
             && get_json(&init, &["get", "configmap", "a-and-b"])["metadata"]["ownerReferences"]
                 .as_array()

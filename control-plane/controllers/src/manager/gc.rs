@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
 use kube::discovery::ApiResource;
 use serde_json::json;
 use tracing::Instrument;
@@ -51,8 +53,19 @@ pub struct Resource {
     pub namespaced: bool,
 }
 
-const fn res(group: &'static str, kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
-    Resource { group, version: "v1", kind, plural, namespaced }
+const fn res(
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+) -> Resource {
+    Resource {
+        group,
+        version: "v1",
+        kind,
+        plural,
+        namespaced,
+    }
 }
 
 /// What the collector follows: everything that can own or be owned, except Events (many,
@@ -77,11 +90,31 @@ pub const RESOURCES: &[Resource] = &[
     res("", "ResourceQuota", "resourcequotas", true),
     res("", "LimitRange", "limitranges", true),
     res("coordination.k8s.io", "Lease", "leases", true),
-    res("networking.k8s.io", "NetworkPolicy", "networkpolicies", true),
+    res(
+        "networking.k8s.io",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
     res("rbac.authorization.k8s.io", "Role", "roles", true),
-    res("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", true),
-    res("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", false),
-    res("rbac.authorization.k8s.io", "ClusterRoleBinding", "clusterrolebindings", false),
+    res(
+        "rbac.authorization.k8s.io",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "ClusterRole",
+        "clusterroles",
+        false,
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
     res("", "Node", "nodes", false),
     res("", "PersistentVolume", "persistentvolumes", false),
 ];
@@ -105,7 +138,9 @@ impl Resource {
     /// The resource an ownerReference's apiVersion and kind name.
     fn of_reference(r: &OwnerReference) -> Option<&'static Resource> {
         let group = r.api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        RESOURCES.iter().find(|x| x.group == group && x.kind == r.kind)
+        RESOURCES
+            .iter()
+            .find(|x| x.group == group && x.kind == r.kind)
     }
 }
 
@@ -198,20 +233,30 @@ pub fn start(ctx: &Arc<Context>) -> Vec<BoxFuture<'static, ()>> {
             }
         }));
     }
-    tasks.extend(super::workers("garbage-collector", gc.delete_queue.clone(), DELETE_WORKERS, {
-        let gc = gc.clone();
-        move |uid| {
+    tasks.extend(super::workers(
+        "garbage-collector",
+        gc.delete_queue.clone(),
+        DELETE_WORKERS,
+        {
             let gc = gc.clone();
-            async move { gc.attempt_to_delete(uid).await }
-        }
-    }));
-    tasks.extend(super::workers("garbage-collector-orphan", gc.orphan_queue.clone(), ORPHAN_WORKERS, {
-        let gc = gc.clone();
-        move |uid| {
+            move |uid| {
+                let gc = gc.clone();
+                async move { gc.attempt_to_delete(uid).await }
+            }
+        },
+    ));
+    tasks.extend(super::workers(
+        "garbage-collector-orphan",
+        gc.orphan_queue.clone(),
+        ORPHAN_WORKERS,
+        {
             let gc = gc.clone();
-            async move { gc.attempt_to_orphan(uid).await }
-        }
-    }));
+            move |uid| {
+                let gc = gc.clone();
+                async move { gc.attempt_to_orphan(uid).await }
+            }
+        },
+    ));
     tasks
 }
 
@@ -252,17 +297,24 @@ impl GarbageCollector {
                             }
                         }
                         g.unlink(&uid, &prev.owners);
-                    } else if let Some(old) = old.and_then(|o| o.uid.as_deref()).filter(|o| *o != uid) {
+                    } else if let Some(old) =
+                        old.and_then(|o| o.uid.as_deref()).filter(|o| *o != uid)
+                    {
                         // Same name, new object: the old one is gone.
                         if let Some(gone) = g.nodes.remove(old) {
                             g.unlink(old, &gone.owners);
                         }
                     }
                     for o in &owners {
-                        g.dependents.entry(o.uid.clone()).or_default().insert(uid.clone());
+                        g.dependents
+                            .entry(o.uid.clone())
+                            .or_default()
+                            .insert(uid.clone());
                         match g.nodes.get(&o.uid) {
                             None => to_delete.push(uid.clone()),
-                            Some(owner) if owner.deleting && owner.foreground => to_delete.push(uid.clone()),
+                            Some(owner) if owner.deleting && owner.foreground => {
+                                to_delete.push(uid.clone())
+                            }
                             Some(_) => {}
                         }
                     }
@@ -275,7 +327,9 @@ impl GarbageCollector {
                     }
                 }
                 None => {
-                    let Some(uid) = old.and_then(|o| o.uid.clone()) else { return };
+                    let Some(uid) = old.and_then(|o| o.uid.clone()) else {
+                        return;
+                    };
                     if let Some(gone) = g.nodes.remove(&uid) {
                         g.unlink(&uid, &gone.owners);
                         // Owners waiting for their dependents look again.
@@ -325,7 +379,9 @@ impl GarbageCollector {
 
     async fn attempt_to_delete(&self, uid: String) -> Result<(), Error> {
         self.wait_synced().await;
-        let Some(item) = self.node(&uid) else { return Ok(()) };
+        let Some(item) = self.node(&uid) else {
+            return Ok(());
+        };
         let span = tracing::debug_span!("gc", kind = item.resource.kind, namespace = %item.namespace, name = %item.name);
         self.delete_item(&uid, item).instrument(span).await
     }
@@ -344,9 +400,9 @@ impl GarbageCollector {
             return Ok(Some(false));
         }
         match self.api(res, &item.namespace).get_opt(&r.name).await? {
-            Some(o) if o.metadata.uid.as_deref() == Some(r.uid.as_str()) => {
-                Ok(Some(o.metadata.deletion_timestamp.is_some() && has(&o.metadata, FOREGROUND)))
-            }
+            Some(o) if o.metadata.uid.as_deref() == Some(r.uid.as_str()) => Ok(Some(
+                o.metadata.deletion_timestamp.is_some() && has(&o.metadata, FOREGROUND),
+            )),
             _ => Ok(None),
         }
     }
@@ -379,7 +435,11 @@ impl GarbageCollector {
                 .chain(&waiting)
                 .map(|u| json!({"$patch": "delete", "uid": u}))
                 .collect();
-            tracing::debug!(?dangling, ?waiting, "removing references to owners that are going");
+            tracing::debug!(
+                ?dangling,
+                ?waiting,
+                "removing references to owners that are going"
+            );
             let patch = json!({"metadata": {"ownerReferences": refs, "uid": uid}});
             return self.patch(&item, &Patch::Strategic(patch)).await;
         }
@@ -402,7 +462,11 @@ impl GarbageCollector {
             }),
             ..Default::default()
         };
-        match self.api(item.resource, &item.namespace).delete(&item.name, &params).await {
+        match self
+            .api(item.resource, &item.namespace)
+            .delete(&item.name, &params)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if not_found(&e) || conflict(&e) => Ok(()),
             Err(e) => Err(e.into()),
@@ -421,7 +485,9 @@ impl GarbageCollector {
             })
             .collect();
         if blocking.is_empty() {
-            tracing::debug!("no blocking dependents left; removing the foregroundDeletion finalizer");
+            tracing::debug!(
+                "no blocking dependents left; removing the foregroundDeletion finalizer"
+            );
             return self.remove_finalizer(item, FOREGROUND).await;
         }
         for (dep, node) in blocking {
@@ -434,7 +500,9 @@ impl GarbageCollector {
 
     async fn attempt_to_orphan(&self, uid: String) -> Result<(), Error> {
         self.wait_synced().await;
-        let Some(item) = self.node(&uid) else { return Ok(()) };
+        let Some(item) = self.node(&uid) else {
+            return Ok(());
+        };
         if !(item.deleting && item.orphan) {
             return Ok(());
         }
@@ -469,7 +537,9 @@ impl GarbageCollector {
     async fn remove_finalizer(&self, item: &Node, finalizer: &str) -> Result<(), Error> {
         let api = self.api(item.resource, &item.namespace);
         for _ in 0..3 {
-            let Some(live) = api.get_opt(&item.name).await? else { return Ok(()) };
+            let Some(live) = api.get_opt(&item.name).await? else {
+                return Ok(());
+            };
             let finalizers: Vec<String> = live
                 .metadata
                 .finalizers
@@ -485,14 +555,19 @@ impl GarbageCollector {
                 "finalizers": finalizers,
                 "resourceVersion": live.metadata.resource_version,
             }});
-            match api.patch(&item.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&item.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if not_found(&e) => return Ok(()),
                 Err(e) if conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Retry(format!("removing finalizer {finalizer}: conflicts")))
+        Err(Error::Retry(format!(
+            "removing finalizer {finalizer}: conflicts"
+        )))
     }
 }
 
@@ -509,7 +584,10 @@ mod tests {
             uid: "u".into(),
             ..Default::default()
         };
-        assert_eq!(Resource::of_reference(&r).map(|r| r.plural), Some("replicasets"));
+        assert_eq!(
+            Resource::of_reference(&r).map(|r| r.plural),
+            Some("replicasets")
+        );
         let r = OwnerReference {
             api_version: "v1".into(),
             kind: "Node".into(),

@@ -157,7 +157,10 @@ where
             return Some(key);
         }
         match self.store.insert(key.clone(), new.clone()) {
-            Some(old) => self.emit(Change::Updated { old: &old, new: &new }),
+            Some(old) => self.emit(Change::Updated {
+                old: &old,
+                new: &new,
+            }),
             None => self.emit(Change::Added(&new)),
         }
         Some(key)

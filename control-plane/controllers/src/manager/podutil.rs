@@ -40,7 +40,10 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
         Some(_) if min_ready_seconds <= 0 => true,
         Some(None) => false,
         Some(Some(since)) => {
-            since.as_second().saturating_add(i64::from(min_ready_seconds)) <= now.as_second()
+            since
+                .as_second()
+                .saturating_add(i64::from(min_ready_seconds))
+                <= now.as_second()
         }
     }
 }
@@ -97,11 +100,7 @@ fn log_bucket(t: Timestamp, now: Timestamp) -> i64 {
 }
 
 /// Whether pod `a` goes before pod `b` when time-ordered; `None` when they tie.
-fn newer_first(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    now: Timestamp,
-) -> Option<bool> {
+fn newer_first(a: Option<Timestamp>, b: Option<Timestamp>, now: Timestamp) -> Option<bool> {
     if a == b {
         return None;
     }

@@ -92,7 +92,11 @@ impl<T: Clone + Eq + Hash + Ord + std::fmt::Display + Send + 'static> Queue<T> {
         if s.dirty.len() + s.delayed.len() >= self.inner.capacity {
             s.dropped += 1;
             if s.dropped.is_power_of_two() {
-                tracing::warn!(queue = self.inner.name, dropped = s.dropped, "work queue full; key dropped");
+                tracing::warn!(
+                    queue = self.inner.name,
+                    dropped = s.dropped,
+                    "work queue full; key dropped"
+                );
             }
             return false;
         }
@@ -303,7 +307,10 @@ mod tests {
         // Not queued while processing.
         assert!(q.is_empty());
         let second = tokio::time::timeout(Duration::from_millis(50), q.get()).await;
-        assert!(second.is_err(), "a processing key must not be handed out twice");
+        assert!(
+            second.is_err(),
+            "a processing key must not be handed out twice"
+        );
         q.done(&a);
         assert_eq!(q.len(), 1);
         assert_eq!(q.get().await.as_deref(), Some("a"));

@@ -80,7 +80,10 @@ fn key_of(rs: &ReplicaSet) -> Option<ObjectKey> {
 }
 
 fn min_ready(rs: &ReplicaSet) -> i32 {
-    rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0)
 }
 
 impl ReplicaSetController {
@@ -158,10 +161,14 @@ impl ReplicaSetController {
                     return;
                 }
                 let ns = new.metadata.namespace.as_deref().unwrap_or_default();
-                let (old_ref, new_ref) = (controller_of(&old.metadata), controller_of(&new.metadata));
+                let (old_ref, new_ref) =
+                    (controller_of(&old.metadata), controller_of(&new.metadata));
                 let ref_changed = old_ref != new_ref;
                 if ref_changed {
-                    if let Some(k) = old_ref.and_then(|r| self.resolve(ns, r)).and_then(|rs| key_of(&rs)) {
+                    if let Some(k) = old_ref
+                        .and_then(|r| self.resolve(ns, r))
+                        .and_then(|rs| key_of(&rs))
+                    {
                         self.queue.add(k);
                     }
                 }
@@ -290,7 +297,8 @@ impl ReplicaSetController {
             let mut result = Ok(());
             while created < n {
                 let size = batch.min(n - created);
-                let outcomes = join_all((0..size).map(|_| self.create_pod(rs, &template, pods_api))).await;
+                let outcomes =
+                    join_all((0..size).map(|_| self.create_pod(rs, &template, pods_api))).await;
                 let ok = outcomes.iter().filter(|r| r.is_ok()).count();
                 created += ok;
                 if let Some(Err(e)) = outcomes.into_iter().find(|r| r.is_err()) {
@@ -311,14 +319,22 @@ impl ReplicaSetController {
             let related = self.related_pods(rs);
             podutil::sort_for_deletion(&mut candidates, &related, Timestamp::now());
             candidates.truncate(n);
-            let keys: Vec<ObjectKey> = candidates.iter().filter_map(|p| ObjectKey::of(p.as_ref())).collect();
+            let keys: Vec<ObjectKey> = candidates
+                .iter()
+                .filter_map(|p| ObjectKey::of(p.as_ref()))
+                .collect();
             self.expectations.expect_deletions(key, keys);
             tracing::debug!(deleting = n, "too many replicas");
             let outcomes = join_all(candidates.iter().map(|p| async move {
                 let name = p.metadata.name.clone().unwrap_or_default();
                 match pods_api.delete(&name, &DeleteParams::default()).await {
                     Ok(_) => {
-                        self.recorder.object(rs, Kind::Normal, "SuccessfulDelete", format!("Deleted pod: {name}"));
+                        self.recorder.object(
+                            rs,
+                            Kind::Normal,
+                            "SuccessfulDelete",
+                            format!("Deleted pod: {name}"),
+                        );
                         Ok(())
                     }
                     Err(e) => {
@@ -328,7 +344,12 @@ impl ReplicaSetController {
                         if super::not_found(&e) {
                             Ok(())
                         } else {
-                            self.recorder.object(rs, Kind::Warning, "FailedDelete", format!("Error deleting: {e}"));
+                            self.recorder.object(
+                                rs,
+                                Kind::Warning,
+                                "FailedDelete",
+                                format!("Error deleting: {e}"),
+                            );
                             Err(Error::from(e))
                         }
                     }
@@ -340,12 +361,22 @@ impl ReplicaSetController {
         Ok(())
     }
 
-    async fn create_pod(&self, rs: &ReplicaSet, template: &Pod, pods_api: &Api<Pod>) -> Result<(), Error> {
+    async fn create_pod(
+        &self,
+        rs: &ReplicaSet,
+        template: &Pod,
+        pods_api: &Api<Pod>,
+    ) -> Result<(), Error> {
         match pods_api.create(&PostParams::default(), template).await {
             Ok(pod) => {
                 let name = pod.metadata.name.unwrap_or_default();
                 tracing::debug!(pod = %name, "created");
-                self.recorder.object(rs, Kind::Normal, "SuccessfulCreate", format!("Created pod: {name}"));
+                self.recorder.object(
+                    rs,
+                    Kind::Normal,
+                    "SuccessfulCreate",
+                    format!("Created pod: {name}"),
+                );
                 Ok(())
             }
             Err(e) => {
@@ -353,7 +384,12 @@ impl ReplicaSetController {
                     kube::Error::Api(s) => s.message.clone(),
                     other => other.to_string(),
                 };
-                self.recorder.object(rs, Kind::Warning, "FailedCreate", format!("Error creating: {text}"));
+                self.recorder.object(
+                    rs,
+                    Kind::Warning,
+                    "FailedCreate",
+                    format!("Error creating: {text}"),
+                );
                 Err(e.into())
             }
         }
@@ -404,7 +440,10 @@ impl ReplicaSetController {
             "observedGeneration": status.observed_generation,
             "conditions": status.conditions,
         }});
-        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if super::not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
@@ -418,7 +457,8 @@ fn same_status(a: &ReplicaSetStatus, b: &ReplicaSetStatus) -> bool {
         && a.ready_replicas.unwrap_or(0) == b.ready_replicas.unwrap_or(0)
         && a.available_replicas.unwrap_or(0) == b.available_replicas.unwrap_or(0)
         && a.observed_generation == b.observed_generation
-        && a.conditions.as_ref().filter(|c| !c.is_empty()) == b.conditions.as_ref().filter(|c| !c.is_empty())
+        && a.conditions.as_ref().filter(|c| !c.is_empty())
+            == b.conditions.as_ref().filter(|c| !c.is_empty())
 }
 
 fn nonzero(n: usize) -> Option<i32> {
@@ -463,7 +503,11 @@ pub fn calculate_status(
     let has_failure = conditions.iter().any(|c| c.type_ == "ReplicaFailure");
     match manage_error {
         Some(e) if !has_failure => {
-            let reason = if claimed.len() < wanted { "FailedCreate" } else { "FailedDelete" };
+            let reason = if claimed.len() < wanted {
+                "FailedCreate"
+            } else {
+                "FailedDelete"
+            };
             conditions.push(ReplicaSetCondition {
                 type_: "ReplicaFailure".into(),
                 status: "True".into(),

@@ -99,8 +99,14 @@ mod tests {
                 },
             ]),
         };
-        assert!(matches(&sel, Some(&labels(&[("app", "web"), ("tier", "a")]))));
-        assert!(!matches(&sel, Some(&labels(&[("app", "web"), ("tier", "c")]))));
+        assert!(matches(
+            &sel,
+            Some(&labels(&[("app", "web"), ("tier", "a")]))
+        ));
+        assert!(!matches(
+            &sel,
+            Some(&labels(&[("app", "web"), ("tier", "c")]))
+        ));
         assert!(!matches(
             &sel,
             Some(&labels(&[("app", "web"), ("tier", "a"), ("canary", "1")]))

@@ -32,8 +32,7 @@ pub async fn cleanup(dc: &DeploymentController, d: &Deployment, sets: &Sets) -> 
     for rs in cleanable.into_iter().take(surplus as usize) {
         let settled = rs.status.as_ref().is_none_or(|s| s.replicas == 0)
             && util::rs_replicas(rs) == 0
-            && rs.metadata.generation
-                <= rs.status.as_ref().and_then(|s| s.observed_generation)
+            && rs.metadata.generation <= rs.status.as_ref().and_then(|s| s.observed_generation)
             && rs.metadata.deletion_timestamp.is_none();
         if !settled {
             continue;

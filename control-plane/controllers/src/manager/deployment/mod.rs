@@ -120,7 +120,9 @@ impl DeploymentController {
     fn enqueue_matching(&self, rs: &ReplicaSet) {
         let ns = rs.metadata.namespace.as_deref().unwrap_or_default();
         for d in self.ctx.deployments.store().list_namespace(ns) {
-            let Some(spec) = d.spec.as_ref() else { continue };
+            let Some(spec) = d.spec.as_ref() else {
+                continue;
+            };
             if selector::is_empty(&spec.selector)
                 || !selector::matches(&spec.selector, rs.metadata.labels.as_ref())
             {
@@ -143,7 +145,8 @@ impl DeploymentController {
                 if old.metadata.resource_version == new.metadata.resource_version {
                     return;
                 }
-                let (old_ref, new_ref) = (controller_of(&old.metadata), controller_of(&new.metadata));
+                let (old_ref, new_ref) =
+                    (controller_of(&old.metadata), controller_of(&new.metadata));
                 if old_ref != new_ref && old_ref.is_some() {
                     self.enqueue_owner(old);
                 }
@@ -162,8 +165,12 @@ impl DeploymentController {
     /// A Recreate rollout waits for old pods to be gone: look again when one goes.
     fn pod_deleted(&self, pod: &Pod) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let Some(r) = controller_of(&pod.metadata) else { return };
-        let Some(rs) = self.ctx.replicasets.store().get_named(ns, &r.name) else { return };
+        let Some(r) = controller_of(&pod.metadata) else {
+            return;
+        };
+        let Some(rs) = self.ctx.replicasets.store().get_named(ns, &r.name) else {
+            return;
+        };
         if rs.metadata.uid.as_deref() != Some(r.uid.as_str()) {
             return;
         }
@@ -190,7 +197,9 @@ impl DeploymentController {
     }
 
     async fn sync_one(&self, key: &ObjectKey, mut d: Deployment) -> Result<(), Error> {
-        let Some(spec) = d.spec.clone() else { return Ok(()) };
+        let Some(spec) = d.spec.clone() else {
+            return Ok(());
+        };
         if selector::is_empty(&spec.selector) {
             self.recorder.object(
                 &d,
@@ -226,8 +235,14 @@ impl DeploymentController {
     }
 
     /// The ReplicaSets this Deployment controls, after adopting and releasing.
-    async fn claim_replicasets(&self, key: &ObjectKey, d: &Deployment) -> Result<Vec<ReplicaSet>, Error> {
-        let Some(spec) = d.spec.as_ref() else { return Ok(Vec::new()) };
+    async fn claim_replicasets(
+        &self,
+        key: &ObjectKey,
+        d: &Deployment,
+    ) -> Result<Vec<ReplicaSet>, Error> {
+        let Some(spec) = d.spec.as_ref() else {
+            return Ok(Vec::new());
+        };
         let candidates = self.ctx.replicasets.store().list_namespace(&key.namespace);
         let rs_api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let d_api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
@@ -262,9 +277,19 @@ impl DeploymentController {
         let reason = progress::get_condition(&status, "Progressing").and_then(|c| c.reason.clone());
         let paused_reason = reason.as_deref() == Some(progress::PAUSED);
         let cond = if paused && !paused_reason {
-            progress::condition("Progressing", "Unknown", progress::PAUSED, "Deployment is paused".into())
+            progress::condition(
+                "Progressing",
+                "Unknown",
+                progress::PAUSED,
+                "Deployment is paused".into(),
+            )
         } else if !paused && paused_reason {
-            progress::condition("Progressing", "Unknown", progress::RESUMED, "Deployment is resumed".into())
+            progress::condition(
+                "Progressing",
+                "Unknown",
+                progress::RESUMED,
+                "Deployment is resumed".into(),
+            )
         } else {
             return Ok(());
         };
@@ -273,7 +298,11 @@ impl DeploymentController {
     }
 
     /// A Deployment being deleted: status only.
-    async fn sync_status_only(&self, d: &mut Deployment, rss: Vec<ReplicaSet>) -> Result<(), Error> {
+    async fn sync_status_only(
+        &self,
+        d: &mut Deployment,
+        rss: Vec<ReplicaSet>,
+    ) -> Result<(), Error> {
         let sets = sync::Sets::split(d, rss);
         let status = progress::calculate_status(d, &sets);
         self.write_status_if_changed(d, status).await

@@ -39,8 +39,15 @@ pub fn has_deadline(d: &Deployment) -> bool {
 }
 
 /// The condition of type `type_`.
-pub fn get_condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a DeploymentCondition> {
-    status.conditions.iter().flatten().find(|c| c.type_ == type_)
+pub fn get_condition<'a>(
+    status: &'a DeploymentStatus,
+    type_: &str,
+) -> Option<&'a DeploymentCondition> {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == type_)
 }
 
 /// A condition updated and transitioned now.
@@ -90,7 +97,8 @@ pub fn same_status(a: Option<&DeploymentStatus>, b: &DeploymentStatus) -> bool {
         && n(a.available_replicas) == n(b.available_replicas)
         && n(a.unavailable_replicas) == n(b.unavailable_replicas)
         && a.collision_count == b.collision_count
-        && a.conditions.as_ref().filter(|c| !c.is_empty()) == b.conditions.as_ref().filter(|c| !c.is_empty())
+        && a.conditions.as_ref().filter(|c| !c.is_empty())
+            == b.conditions.as_ref().filter(|c| !c.is_empty())
 }
 
 /// The status the ReplicaSets give, with Available set from maxUnavailable.
@@ -98,7 +106,10 @@ pub fn calculate_status(d: &Deployment, sets: &Sets) -> DeploymentStatus {
     let all = sets.all();
     let available = util::available_replicas(&all);
     let total = util::actual_replicas(&all);
-    let updated = sets.new.as_ref().map_or(0, |rs| util::actual_replicas(&[rs]));
+    let updated = sets
+        .new
+        .as_ref()
+        .map_or(0, |rs| util::actual_replicas(&[rs]));
     let mut status = DeploymentStatus {
         observed_generation: d.metadata.generation,
         replicas: Some(total),
@@ -113,7 +124,12 @@ pub fn calculate_status(d: &Deployment, sets: &Sets) -> DeploymentStatus {
     if available >= util::replicas(d) - util::max_unavailable(d) {
         set_condition(
             &mut status,
-            condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into()),
+            condition(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.".into(),
+            ),
         );
     } else {
         set_condition(
@@ -152,7 +168,12 @@ fn progressing(d: &Deployment, new: &DeploymentStatus) -> bool {
 }
 
 fn deadline(d: &Deployment) -> i64 {
-    i64::from(d.spec.as_ref().and_then(|s| s.progress_deadline_seconds).unwrap_or(0))
+    i64::from(
+        d.spec
+            .as_ref()
+            .and_then(|s| s.progress_deadline_seconds)
+            .unwrap_or(0),
+    )
 }
 
 /// Whether the rollout has made no progress for longer than the deadline.
@@ -160,21 +181,26 @@ fn timed_out(d: &Deployment, s: &DeploymentStatus) -> bool {
     if !has_deadline(d) {
         return false;
     }
-    let Some(c) = get_condition(s, "Progressing") else { return false };
+    let Some(c) = get_condition(s, "Progressing") else {
+        return false;
+    };
     match c.reason.as_deref() {
         Some(NEW_RS_AVAILABLE) => false,
         Some(TIMED_OUT) => true,
-        _ => c
-            .last_update_time
-            .as_ref()
-            .is_some_and(|t| t.0.as_second().saturating_add(deadline(d)) < Timestamp::now().as_second()),
+        _ => c.last_update_time.as_ref().is_some_and(|t| {
+            t.0.as_second().saturating_add(deadline(d)) < Timestamp::now().as_second()
+        }),
     }
 }
 
 impl DeploymentController {
     /// Updates the status and the Progressing condition after a rollout step, and queues the
     /// Deployment again for when its deadline would pass.
-    pub(crate) async fn sync_rollout_status(&self, d: &mut Deployment, sets: &Sets) -> Result<(), Error> {
+    pub(crate) async fn sync_rollout_status(
+        &self,
+        d: &mut Deployment,
+        sets: &Sets,
+    ) -> Result<(), Error> {
         let mut status = calculate_status(d, sets);
         if !has_deadline(d) {
             remove_condition(&mut status, "Progressing");
@@ -220,7 +246,10 @@ impl DeploymentController {
                         d.metadata.name.as_deref().unwrap_or_default()
                     )
                 };
-                set_condition(&mut status, condition("Progressing", "False", TIMED_OUT, msg));
+                set_condition(
+                    &mut status,
+                    condition("Progressing", "False", TIMED_OUT, msg),
+                );
             }
         }
         // ReplicaFailure mirrors the ReplicaSets' own.
@@ -257,14 +286,22 @@ impl DeploymentController {
         if !has_deadline(d) {
             return;
         }
-        let Some(c) = get_condition(status, "Progressing") else { return };
+        let Some(c) = get_condition(status, "Progressing") else {
+            return;
+        };
         if complete(d, status) || c.reason.as_deref() == Some(TIMED_OUT) {
             return;
         }
-        let Some(updated) = c.last_update_time.as_ref() else { return };
+        let Some(updated) = c.last_update_time.as_ref() else {
+            return;
+        };
         let due = updated.0.as_second().saturating_add(deadline(d));
         let left = due - Timestamp::now().as_second();
-        let after = if left < 1 { Duration::from_secs(1) } else { Duration::from_secs(left as u64 + 1) };
+        let after = if left < 1 {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(left as u64 + 1)
+        };
         self.requeue_after(d, after);
     }
 }

@@ -7,7 +7,11 @@ use super::{history, progress, util, DeploymentController};
 use crate::manager::Error;
 
 /// One rollout step.
-pub async fn rollout(dc: &DeploymentController, d: &mut Deployment, rss: Vec<ReplicaSet>) -> Result<(), Error> {
+pub async fn rollout(
+    dc: &DeploymentController,
+    d: &mut Deployment,
+    rss: Vec<ReplicaSet>,
+) -> Result<(), Error> {
     let mut sets = dc.get_all_and_sync_revision(d, rss.clone(), false).await?;
     // Old sets down to zero first.
     let mut scaled_down = false;
@@ -19,7 +23,11 @@ pub async fn rollout(dc: &DeploymentController, d: &mut Deployment, rss: Vec<Rep
     }
     // Then wait until none of their pods runs.
     let old_actual = util::actual_replicas(&sets.old.iter().collect::<Vec<_>>());
-    let old_uids: Vec<String> = sets.old.iter().filter_map(|rs| rs.metadata.uid.clone()).collect();
+    let old_uids: Vec<String> = sets
+        .old
+        .iter()
+        .filter_map(|rs| rs.metadata.uid.clone())
+        .collect();
     if old_actual > 0 || dc.pods_running_for(d, &old_uids) {
         return dc.sync_rollout_status(d, &sets).await;
     }

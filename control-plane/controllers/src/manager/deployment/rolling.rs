@@ -8,7 +8,11 @@ use super::{history, progress, util, DeploymentController};
 use crate::manager::Error;
 
 /// One rollout step.
-pub async fn rollout(dc: &DeploymentController, d: &mut Deployment, rss: Vec<ReplicaSet>) -> Result<(), Error> {
+pub async fn rollout(
+    dc: &DeploymentController,
+    d: &mut Deployment,
+    rss: Vec<ReplicaSet>,
+) -> Result<(), Error> {
     let mut sets = dc.get_all_and_sync_revision(d, rss, true).await?;
     if reconcile_new(dc, d, &mut sets).await? {
         return dc.sync_rollout_status(d, &sets).await;
@@ -24,8 +28,14 @@ pub async fn rollout(dc: &DeploymentController, d: &mut Deployment, rss: Vec<Rep
 }
 
 /// Scales the new ReplicaSet towards the Deployment's replicas; whether it scaled.
-async fn reconcile_new(dc: &DeploymentController, d: &Deployment, sets: &mut Sets) -> Result<bool, Error> {
-    let Some(new) = sets.new.as_ref() else { return Ok(false) };
+async fn reconcile_new(
+    dc: &DeploymentController,
+    d: &Deployment,
+    sets: &mut Sets,
+) -> Result<bool, Error> {
+    let Some(new) = sets.new.as_ref() else {
+        return Ok(false);
+    };
     let want = util::replicas(d);
     let have = util::rs_replicas(new);
     let to = if have == want {
@@ -35,13 +45,19 @@ async fn reconcile_new(dc: &DeploymentController, d: &Deployment, sets: &mut Set
     } else {
         new_rs_new_replicas(d, &sets.all(), new)?
     };
-    let Some(new) = sets.new.as_mut() else { return Ok(false) };
+    let Some(new) = sets.new.as_mut() else {
+        return Ok(false);
+    };
     dc.scale_rs(d, new, to).await
 }
 
 /// Scales old ReplicaSets down as far as maxUnavailable allows: unhealthy replicas first, then
 /// by age. Whether anything scaled.
-async fn reconcile_old(dc: &DeploymentController, d: &Deployment, sets: &mut Sets) -> Result<bool, Error> {
+async fn reconcile_old(
+    dc: &DeploymentController,
+    d: &Deployment,
+    sets: &mut Sets,
+) -> Result<bool, Error> {
     let old_count = util::spec_replicas(&sets.old.iter().collect::<Vec<_>>());
     if old_count == 0 {
         return Ok(false);
@@ -69,7 +85,12 @@ fn old_order(sets: &Sets) -> Vec<usize> {
 
 /// Removes old replicas that are not available (they add nothing to availability), oldest
 /// sets first, at most `max` of them; how many went.
-async fn cleanup_unhealthy(dc: &DeploymentController, d: &Deployment, sets: &mut Sets, max: i32) -> Result<i32, Error> {
+async fn cleanup_unhealthy(
+    dc: &DeploymentController,
+    d: &Deployment,
+    sets: &mut Sets,
+    max: i32,
+) -> Result<i32, Error> {
     let mut total = 0;
     for i in old_order(sets) {
         if total >= max {
@@ -94,7 +115,11 @@ async fn cleanup_unhealthy(dc: &DeploymentController, d: &Deployment, sets: &mut
 
 /// Scales old ReplicaSets down while availability stays at or above the minimum; how many
 /// replicas went.
-async fn scale_down_old(dc: &DeploymentController, d: &Deployment, sets: &mut Sets) -> Result<i32, Error> {
+async fn scale_down_old(
+    dc: &DeploymentController,
+    d: &Deployment,
+    sets: &mut Sets,
+) -> Result<i32, Error> {
     let min_available = util::replicas(d) - util::max_unavailable(d);
     let available = util::available_replicas(&sets.all());
     if available <= min_available {

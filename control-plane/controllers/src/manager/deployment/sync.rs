@@ -38,12 +38,19 @@ impl Sets {
 
     /// Old ones with pods wanted.
     pub fn active_old(&self) -> Vec<&ReplicaSet> {
-        self.old.iter().filter(|rs| util::rs_replicas(rs) > 0).collect()
+        self.old
+            .iter()
+            .filter(|rs| util::rs_replicas(rs) > 0)
+            .collect()
     }
 }
 
 /// How many replicas the new ReplicaSet should have now (upstream's `NewRSNewReplicas`).
-pub fn new_rs_new_replicas(d: &Deployment, all: &[&ReplicaSet], new: &ReplicaSet) -> Result<i32, Error> {
+pub fn new_rs_new_replicas(
+    d: &Deployment,
+    all: &[&ReplicaSet],
+    new: &ReplicaSet,
+) -> Result<i32, Error> {
     let want = util::replicas(d);
     if util::is_recreate(d) {
         return Ok(want);
@@ -94,7 +101,10 @@ impl DeploymentController {
             if annotations || spec.min_ready_seconds.unwrap_or(0) != d_min_ready.unwrap_or(0) {
                 spec.min_ready_seconds = d_min_ready;
                 let name = rs.metadata.name.clone().unwrap_or_default();
-                let updated = self.rs_api(d).replace(&name, &PostParams::default(), &rs).await?;
+                let updated = self
+                    .rs_api(d)
+                    .replace(&name, &PostParams::default(), &rs)
+                    .await?;
                 return Ok(Some(updated));
             }
             let rev = rs
@@ -106,8 +116,13 @@ impl DeploymentController {
                 .unwrap_or_default();
             self.sync_revision(d, &rev).await?;
             let mut status = d.status.clone().unwrap_or_default();
-            if progress::has_deadline(d) && progress::get_condition(&status, "Progressing").is_none() {
-                let msg = format!("Found new replica set {:?}", rs.metadata.name.as_deref().unwrap_or_default());
+            if progress::has_deadline(d)
+                && progress::get_condition(&status, "Progressing").is_none()
+            {
+                let msg = format!(
+                    "Found new replica set {:?}",
+                    rs.metadata.name.as_deref().unwrap_or_default()
+                );
                 progress::set_condition(
                     &mut status,
                     progress::condition("Progressing", "True", progress::FOUND_NEW_RS, msg),
@@ -119,7 +134,9 @@ impl DeploymentController {
         if !create {
             return Ok(None);
         }
-        let Some(spec) = d.spec.clone() else { return Ok(None) };
+        let Some(spec) = d.spec.clone() else {
+            return Ok(None);
+        };
         let collisions = d.status.as_ref().and_then(|s| s.collision_count);
         let hash = util::template_hash(&spec.template, collisions);
         let mut template = spec.template.clone();
@@ -173,9 +190,12 @@ impl DeploymentController {
                 } else {
                     // A different template hashed to this name: hash again with a new count.
                     let mut status = d.status.clone().unwrap_or_default();
-                    status.collision_count = Some(status.collision_count.unwrap_or(0).saturating_add(1));
+                    status.collision_count =
+                        Some(status.collision_count.unwrap_or(0).saturating_add(1));
                     self.write_status(d, status).await?;
-                    return Err(Error::Retry(format!("hash collision on replica set {name}")));
+                    return Err(Error::Retry(format!(
+                        "hash collision on replica set {name}"
+                    )));
                 }
             }
             Err(e) => {
@@ -184,11 +204,17 @@ impl DeploymentController {
                     let mut status = d.status.clone().unwrap_or_default();
                     progress::set_condition(
                         &mut status,
-                        progress::condition("Progressing", "False", progress::FAILED_RS_CREATE, msg.clone()),
+                        progress::condition(
+                            "Progressing",
+                            "False",
+                            progress::FAILED_RS_CREATE,
+                            msg.clone(),
+                        ),
                     );
                     self.write_status(d, status).await?;
                 }
-                self.recorder().object(&*d, Kind::Warning, progress::FAILED_RS_CREATE, msg);
+                self.recorder()
+                    .object(&*d, Kind::Warning, progress::FAILED_RS_CREATE, msg);
                 return Err(e.into());
             }
         };
@@ -219,7 +245,11 @@ impl DeploymentController {
 
     /// Sets the Deployment's revision annotation to the new ReplicaSet's.
     async fn sync_revision(&self, d: &mut Deployment, revision: &str) -> Result<(), Error> {
-        let current = d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION));
+        let current = d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REVISION));
         if current.map(String::as_str) == Some(revision) || revision.is_empty() {
             return Ok(());
         }
@@ -235,7 +265,11 @@ impl DeploymentController {
     }
 
     /// Writes `status` (zero counts omitted, as upstream serialises them).
-    pub(crate) async fn write_status(&self, d: &mut Deployment, status: DeploymentStatus) -> Result<(), Error> {
+    pub(crate) async fn write_status(
+        &self,
+        d: &mut Deployment,
+        status: DeploymentStatus,
+    ) -> Result<(), Error> {
         let nz = |v: Option<i32>| v.filter(|n| *n != 0);
         let patch = json!({"status": {
             "observedGeneration": status.observed_generation,
@@ -263,7 +297,11 @@ impl DeploymentController {
     }
 
     /// Writes `status` unless the Deployment already has it.
-    pub(crate) async fn write_status_if_changed(&self, d: &mut Deployment, status: DeploymentStatus) -> Result<(), Error> {
+    pub(crate) async fn write_status_if_changed(
+        &self,
+        d: &mut Deployment,
+        status: DeploymentStatus,
+    ) -> Result<(), Error> {
         if progress::same_status(d.status.as_ref(), &status) {
             return Ok(());
         }
@@ -271,7 +309,12 @@ impl DeploymentController {
     }
 
     /// Scales `rs` to `to` (recording a ScalingReplicaSet event); whether its size changed.
-    pub(crate) async fn scale_rs(&self, d: &Deployment, rs: &mut ReplicaSet, to: i32) -> Result<bool, Error> {
+    pub(crate) async fn scale_rs(
+        &self,
+        d: &Deployment,
+        rs: &mut ReplicaSet,
+        to: i32,
+    ) -> Result<bool, Error> {
         let from = util::rs_replicas(rs);
         if from == to {
             return Ok(false);
@@ -280,18 +323,27 @@ impl DeploymentController {
     }
 
     /// Sets `rs`'s size and replicas annotations; whether its size changed.
-    async fn scale_rs_annotated(&self, d: &Deployment, rs: &mut ReplicaSet, to: i32) -> Result<bool, Error> {
+    async fn scale_rs_annotated(
+        &self,
+        d: &Deployment,
+        rs: &mut ReplicaSet,
+        to: i32,
+    ) -> Result<bool, Error> {
         let from = util::rs_replicas(rs);
         let size = from != to;
         let mut next = rs.clone();
         let want = util::replicas(d);
-        let annotations = util::set_replicas_annotations(&mut next, want, want + util::max_surge(d));
+        let annotations =
+            util::set_replicas_annotations(&mut next, want, want + util::max_surge(d));
         if !size && !annotations {
             return Ok(false);
         }
         util::set_rs_replicas(&mut next, to);
         let name = next.metadata.name.clone().unwrap_or_default();
-        *rs = self.rs_api(d).replace(&name, &PostParams::default(), &next).await?;
+        *rs = self
+            .rs_api(d)
+            .replace(&name, &PostParams::default(), &next)
+            .await?;
         if size {
             let op = if from < to { "up" } else { "down" };
             self.recorder().object(
@@ -324,7 +376,11 @@ impl DeploymentController {
         // The new one is saturated: the old ones go.
         if let Some(new) = sets.new.as_ref() {
             let saturated = !util::desired_annotation_differs(new, want)
-                && new.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(util::DESIRED_REPLICAS))
+                && new
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(util::DESIRED_REPLICAS))
                 && util::rs_replicas(new) == want
                 && util::rs_available(new) == want;
             if saturated {
@@ -345,7 +401,11 @@ impl DeploymentController {
             .filter(|rs| util::rs_replicas(rs) > 0)
             .collect();
         let current: i32 = active.iter().map(|rs| util::rs_replicas(rs)).sum();
-        let allowed = if want > 0 { want + util::max_surge(d) } else { 0 };
+        let allowed = if want > 0 {
+            want + util::max_surge(d)
+        } else {
+            0
+        };
         let to_add = allowed - current;
         if to_add > 0 {
             active.sort_by(|a, b| util::by_size_newer(a, b));
@@ -390,7 +450,11 @@ fn active_or_latest(sets: &Sets) -> Option<Target> {
         .filter(|(_, rs)| util::rs_replicas(rs) > 0)
         .map(|(i, _)| Target::Old(i))
         .collect::<Vec<_>>();
-    if sets.new.as_ref().is_some_and(|rs| util::rs_replicas(rs) > 0) {
+    if sets
+        .new
+        .as_ref()
+        .is_some_and(|rs| util::rs_replicas(rs) > 0)
+    {
         active.push(Target::New);
     }
     match active.len() {
@@ -399,7 +463,8 @@ fn active_or_latest(sets: &Sets) -> Option<Target> {
                 return Some(Target::New);
             }
             // The newest old one.
-            let newest = (0..sets.old.len()).max_by(|a, b| util::by_creation(&sets.old[*a], &sets.old[*b]))?;
+            let newest = (0..sets.old.len())
+                .max_by(|a, b| util::by_creation(&sets.old[*a], &sets.old[*b]))?;
             Some(Target::Old(newest))
         }
         1 => active.pop(),
@@ -408,7 +473,14 @@ fn active_or_latest(sets: &Sets) -> Option<Target> {
 }
 
 /// How many replicas `rs` gains (or loses) when a scale of `to_add` is spread in proportion.
-fn proportion(rs: &ReplicaSet, want: i32, surge: i32, status_replicas: i32, to_add: i32, added: i32) -> i32 {
+fn proportion(
+    rs: &ReplicaSet,
+    want: i32,
+    surge: i32,
+    status_replicas: i32,
+    to_add: i32,
+    added: i32,
+) -> i32 {
     let size = util::rs_replicas(rs);
     if size == 0 || to_add == 0 || to_add == added {
         return 0;

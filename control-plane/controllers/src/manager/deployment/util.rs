@@ -74,7 +74,11 @@ pub fn scaled_value(value: &IntOrString, total: i32, round_up: bool) -> Result<i
             let pct: i64 = s
                 .strip_suffix('%')
                 .and_then(|p| p.parse().ok())
-                .ok_or_else(|| Error::Invalid(format!("invalid value for IntOrString: invalid value {s:?}")))?;
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "invalid value for IntOrString: invalid value {s:?}"
+                    ))
+                })?;
             let scaled = pct * i64::from(total);
             let v = if round_up {
                 (scaled + 99).div_euclid(100)
@@ -119,9 +123,7 @@ pub fn max_unavailable(d: &Deployment) -> i32 {
     if is_recreate(d) || want == 0 {
         return 0;
     }
-    fenceposts(d, want)
-        .map(|(_, u)| u.min(want))
-        .unwrap_or(0)
+    fenceposts(d, want).map(|(_, u)| u.min(want)).unwrap_or(0)
 }
 
 /// FNV-1a, 32 bits: what upstream hashes templates with.
@@ -192,7 +194,8 @@ pub fn find_new(d: &Deployment, rss: &[ReplicaSet]) -> Option<usize> {
 pub fn by_creation(a: &ReplicaSet, b: &ReplicaSet) -> Ordering {
     let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    ta.cmp(&tb).then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    ta.cmp(&tb)
+        .then_with(|| a.metadata.name.cmp(&b.metadata.name))
 }
 
 /// Larger first; among equals, newer first.
@@ -234,7 +237,12 @@ pub fn actual_replicas(rss: &[&ReplicaSet]) -> i32 {
 /// Sum of `status.readyReplicas`.
 pub fn ready_replicas(rss: &[&ReplicaSet]) -> i32 {
     rss.iter()
-        .map(|rs| rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0))
+        .map(|rs| {
+            rs.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
+        })
         .sum()
 }
 
@@ -275,7 +283,12 @@ pub fn copy_annotations(d: &Deployment, rs: &mut ReplicaSet) -> bool {
 /// The new ReplicaSet's annotations: copied ones, the revision (and, when a rollback makes an
 /// old ReplicaSet new again, its earlier revision in the history), and for a ReplicaSet about
 /// to be created the replicas annotations. Whether anything changed.
-pub fn set_new_rs_annotations(d: &Deployment, rs: &mut ReplicaSet, new_revision: i64, exists: bool) -> bool {
+pub fn set_new_rs_annotations(
+    d: &Deployment,
+    rs: &mut ReplicaSet,
+    new_revision: i64,
+    exists: bool,
+) -> bool {
     let mut changed = copy_annotations(d, rs);
     let a = rs.metadata.annotations.get_or_insert_with(BTreeMap::new);
     let old = a.get(REVISION).cloned();
