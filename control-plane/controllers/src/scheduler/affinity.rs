@@ -29,16 +29,16 @@ pub struct AffinityState {
 }
 
 fn domain_of(node: &NodeInfo, key: &str) -> Option<Domain> {
-    node.labels
-        .get(key)
-        .map(|v| (key.to_string(), v.clone()))
+    node.labels.get(key).map(|v| (key.to_string(), v.clone()))
 }
 
 /// Builds the filter state; `None` when neither the pod nor any existing pod has required
 /// inter-pod terms (the filter then passes every node).
 pub fn prefilter(pod: &PodInfo, cache: &Cache) -> Option<AffinityState> {
     let own = &pod.affinity;
-    if own.required.is_empty() && own.required_anti.is_empty() && cache.pods_with_required_anti() == 0
+    if own.required.is_empty()
+        && own.required_anti.is_empty()
+        && cache.pods_with_required_anti() == 0
     {
         return None;
     }
@@ -244,12 +244,15 @@ mod tests {
         ["n1", "n2", "n3"]
             .iter()
             .map(|n| {
-                state.filter(c.node(n).unwrap()).err().map(|r| match r.reasons[0].as_ref() {
-                    reasons::AFFINITY => "affinity",
-                    reasons::ANTI_AFFINITY => "anti",
-                    reasons::EXISTING_ANTI_AFFINITY => "existing",
-                    _ => "other",
-                })
+                state
+                    .filter(c.node(n).unwrap())
+                    .err()
+                    .map(|r| match r.reasons[0].as_ref() {
+                        reasons::AFFINITY => "affinity",
+                        reasons::ANTI_AFFINITY => "anti",
+                        reasons::EXISTING_ANTI_AFFINITY => "existing",
+                        _ => "other",
+                    })
             })
             .collect()
     }
@@ -268,7 +271,10 @@ mod tests {
         });
         let i = info(p);
         let s = prefilter(&i, &c).unwrap();
-        assert_eq!(verdicts(&s, &c), vec![Some("affinity"), Some("affinity"), None]);
+        assert_eq!(
+            verdicts(&s, &c),
+            vec![Some("affinity"), Some("affinity"), None]
+        );
     }
 
     #[test]
@@ -277,7 +283,9 @@ mod tests {
         let mut p = labelled("web", "web");
         p.spec.as_mut().unwrap().affinity = Some(Affinity {
             pod_affinity: Some(PodAffinity {
-                required_during_scheduling_ignored_during_execution: Some(vec![term("web", "zone")]),
+                required_during_scheduling_ignored_during_execution: Some(vec![term(
+                    "web", "zone",
+                )]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -294,7 +302,9 @@ mod tests {
         let mut guard = labelled("guard", "guard");
         guard.spec.as_mut().unwrap().affinity = Some(Affinity {
             pod_anti_affinity: Some(PodAntiAffinity {
-                required_during_scheduling_ignored_during_execution: Some(vec![term("web", "zone")]),
+                required_during_scheduling_ignored_during_execution: Some(vec![term(
+                    "web", "zone",
+                )]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -302,7 +312,10 @@ mod tests {
         c.add_bound(bound(guard, "n1"));
         let i = info(labelled("web", "web"));
         let s = prefilter(&i, &c).unwrap();
-        assert_eq!(verdicts(&s, &c), vec![Some("existing"), Some("existing"), None]);
+        assert_eq!(
+            verdicts(&s, &c),
+            vec![Some("existing"), Some("existing"), None]
+        );
 
         // The incoming pod refusing another web pod on the same host.
         let mut c = cluster();
@@ -310,7 +323,9 @@ mod tests {
         let mut p = labelled("web-1", "web");
         p.spec.as_mut().unwrap().affinity = Some(Affinity {
             pod_anti_affinity: Some(PodAntiAffinity {
-                required_during_scheduling_ignored_during_execution: Some(vec![term("web", "host")]),
+                required_during_scheduling_ignored_during_execution: Some(vec![term(
+                    "web", "host",
+                )]),
                 ..Default::default()
             }),
             ..Default::default()

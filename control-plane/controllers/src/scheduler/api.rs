@@ -108,7 +108,12 @@ pub async fn execute(
     }
 }
 
-async fn run(client: kube::Client, recorder: Recorder, action: Action, done: mpsc::UnboundedSender<Done>) {
+async fn run(
+    client: kube::Client,
+    recorder: Recorder,
+    action: Action,
+    done: mpsc::UnboundedSender<Done>,
+) {
     match action {
         Action::Bind { pod, node } => {
             let span = tracing::info_span!("bind", pod = %pod.key, node = %node);
@@ -263,7 +268,11 @@ async fn set_unschedulable(
         };
     }
     pods(client, pod)
-        .patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .patch_status(
+            &pod.name,
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
         .await?;
     Ok(())
 }
@@ -284,7 +293,11 @@ async fn evict(client: &kube::Client, victim: &PodInfo) -> Result<(), WriteError
         }
     });
     if let Err(e) = api
-        .patch_status(&victim.name, &PatchParams::default(), &Patch::Strategic(&condition))
+        .patch_status(
+            &victim.name,
+            &PatchParams::default(),
+            &Patch::Strategic(&condition),
+        )
         .await
     {
         tracing::debug!(victim = %victim.key, "DisruptionTarget not set: {e}");

@@ -67,7 +67,9 @@ impl NodeInfo {
         let mut taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         let unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         let status = node.status.as_ref();
-        let alloc_list = status.and_then(|s| s.allocatable.clone()).unwrap_or_default();
+        let alloc_list = status
+            .and_then(|s| s.allocatable.clone())
+            .unwrap_or_default();
         let allocatable = Resources::from_list(&alloc_list);
         let allowed_pods = alloc_list
             .get("pods")
@@ -404,8 +406,12 @@ impl Cache {
         if node.is_empty() || self.pods.contains_key(&pod.key) {
             return;
         }
-        self.nominated_node_of.insert(pod.key.clone(), node.to_string());
-        self.nominated.entry(node.to_string()).or_default().push(pod);
+        self.nominated_node_of
+            .insert(pod.key.clone(), node.to_string());
+        self.nominated
+            .entry(node.to_string())
+            .or_default()
+            .push(pod);
     }
 
     /// Forgets a pod's nomination.
@@ -436,8 +442,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::scheduler::podinfo::Priorities;
     use k8s_openapi::api::core::v1::{
-        Container, ContainerImage, ContainerPort, NodeCondition, NodeSpec, NodeStatus, Pod,
-        PodSpec,
+        Container, ContainerImage, ContainerPort, NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -511,7 +516,10 @@ pub(crate) mod tests {
     fn aggregates_follow_pods() {
         let mut c = Cache::default();
         assert!(c.set_node(node("n1", "4", "8Gi", &[])));
-        assert!(!c.set_node(node("n1", "4", "8Gi", &[])), "no relevant change");
+        assert!(
+            !c.set_node(node("n1", "4", "8Gi", &[])),
+            "no relevant change"
+        );
         let p = bound(pod("a", "1", "1Gi"), "n1");
         c.add_bound(p.clone());
         let n = c.node("n1").unwrap();

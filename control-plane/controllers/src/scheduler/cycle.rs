@@ -116,7 +116,9 @@ impl Decider {
         for i in 0..total {
             let name = &names[(start + i) % total];
             processed += 1;
-            let Some(node) = cache.node(name) else { continue };
+            let Some(node) = cache.node(name) else {
+                continue;
+            };
             match filters::run(&ctx, node, &Self::nominated(cache, name, pod)) {
                 Ok(()) => {
                     feasible.push(node);

@@ -233,7 +233,7 @@ impl DecisionLoop {
     fn apply(&mut self, input: Input) {
         let now = Instant::now();
         match input {
-            Input::Node(change) => match change {
+            Input::Node(change) => match *change {
                 Change::Apply(node) => {
                     let name = node.metadata.name.clone().unwrap_or_default();
                     self.relist_seen(0, name.clone());
@@ -264,7 +264,7 @@ impl DecisionLoop {
                     self.synced[0] = true;
                 }
             },
-            Input::Pod(change) => match change {
+            Input::Pod(change) => match *change {
                 Change::Apply(pod) => {
                     let key = key_of(&pod);
                     self.relist_seen(1, key);
@@ -296,7 +296,7 @@ impl DecisionLoop {
                     self.synced[1] = true;
                 }
             },
-            Input::Namespace(change) => match change {
+            Input::Namespace(change) => match *change {
                 Change::Apply(ns) => {
                     let name = ns.metadata.name.clone().unwrap_or_default();
                     self.relist_seen(2, name.clone());
@@ -320,7 +320,7 @@ impl DecisionLoop {
                     self.synced[2] = true;
                 }
             },
-            Input::PriorityClass(change) => match change {
+            Input::PriorityClass(change) => match *change {
                 Change::Apply(pc) => {
                     self.relist_seen(3, pc.metadata.name.clone().unwrap_or_default());
                     self.priorities.apply(&pc);
@@ -374,7 +374,8 @@ impl DecisionLoop {
             return;
         }
         if !info.nominated_node.is_empty() {
-            self.cache.nominate(info.clone(), &info.nominated_node.clone());
+            self.cache
+                .nominate(info.clone(), &info.nominated_node.clone());
         } else if let Some(node) = self.cache.nominated_node(&key).map(str::to_string) {
             // Our own nomination, not yet written back: keep it with the fresh object.
             self.cache.nominate(info.clone(), &node);
@@ -410,8 +411,9 @@ mod tests {
         (l, rx)
     }
 
+    /// Schedules everything queued, as if backoffs (at most 2 s here) had passed.
     fn schedule_all(l: &mut DecisionLoop) {
-        while let Some(p) = l.queue.pop(Instant::now()) {
+        while let Some(p) = l.queue.pop(Instant::now() + Duration::from_secs(2)) {
             assert!(l.schedule(p));
         }
     }
@@ -419,9 +421,18 @@ mod tests {
     #[test]
     fn assumed_pods_fill_nodes_before_binding_is_confirmed() {
         let (mut l, mut rx) = synced_loop();
-        l.apply(Input::Node(Change::Apply(node("n1", "2", "8Gi", &[]))));
+        l.apply(Input::Node(Box::new(Change::Apply(node(
+            "n1",
+            "2",
+            "8Gi",
+            &[],
+        )))));
         for i in 0..3 {
-            l.apply(Input::Pod(Change::Apply(pod(&format!("p{i}"), "1", ""))));
+            l.apply(Input::Pod(Box::new(Change::Apply(pod(
+                &format!("p{i}"),
+                "1",
+                "",
+            )))));
         }
         schedule_all(&mut l);
         let actions = drain(&mut rx);
@@ -461,16 +472,21 @@ mod tests {
     #[test]
     fn other_schedulers_and_gated_pods_are_left_alone() {
         let (mut l, mut rx) = synced_loop();
-        l.apply(Input::Node(Change::Apply(node("n1", "2", "8Gi", &[]))));
+        l.apply(Input::Node(Box::new(Change::Apply(node(
+            "n1",
+            "2",
+            "8Gi",
+            &[],
+        )))));
         let mut other = pod("other", "", "");
         other.spec.as_mut().unwrap().scheduler_name = Some("my-scheduler".into());
-        l.apply(Input::Pod(Change::Apply(other)));
+        l.apply(Input::Pod(Box::new(Change::Apply(other))));
         let mut gated = pod("gated", "", "");
         gated.spec.as_mut().unwrap().scheduling_gates =
             Some(vec![k8s_openapi::api::core::v1::PodSchedulingGate {
                 name: "wait".into(),
             }]);
-        l.apply(Input::Pod(Change::Apply(gated)));
+        l.apply(Input::Pod(Box::new(Change::Apply(gated))));
         schedule_all(&mut l);
         assert!(drain(&mut rx).is_empty());
     }
@@ -479,8 +495,13 @@ mod tests {
     fn nothing_is_scheduled_before_the_first_lists() {
         let (tx, mut rx) = mpsc::channel(16);
         let mut l = DecisionLoop::new(tx);
-        l.apply(Input::Node(Change::Apply(node("n1", "2", "8Gi", &[]))));
-        l.apply(Input::Pod(Change::Apply(pod("p", "", ""))));
+        l.apply(Input::Node(Box::new(Change::Apply(node(
+            "n1",
+            "2",
+            "8Gi",
+            &[],
+        )))));
+        l.apply(Input::Pod(Box::new(Change::Apply(pod("p", "", "")))));
         assert!(!l.synced.iter().all(|s| *s));
         assert!(drain(&mut rx).is_empty());
     }
@@ -488,16 +509,27 @@ mod tests {
     #[test]
     fn a_deleted_pod_makes_room_for_a_waiting_one() {
         let (mut l, mut rx) = synced_loop();
-        l.apply(Input::Node(Change::Apply(node("n1", "1", "8Gi", &[]))));
+        l.apply(Input::Node(Box::new(Change::Apply(node(
+            "n1",
+            "1",
+            "8Gi",
+            &[],
+        )))));
         let mut big = pod("big", "1", "");
         big.spec.as_mut().unwrap().node_name = Some("n1".into());
-        l.apply(Input::Pod(Change::Apply(big.clone())));
-        l.apply(Input::Pod(Change::Apply(pod("p", "1", ""))));
+        l.apply(Input::Pod(Box::new(Change::Apply(big.clone()))));
+        l.apply(Input::Pod(Box::new(Change::Apply(pod("p", "1", "")))));
         schedule_all(&mut l);
-        assert!(matches!(&drain(&mut rx)[..], [Action::Unschedulable { .. }]));
-        l.apply(Input::Pod(Change::Delete(big)));
+        assert!(matches!(
+            &drain(&mut rx)[..],
+            [Action::Unschedulable { .. }]
+        ));
+        l.apply(Input::Pod(Box::new(Change::Delete(big))));
         // Backoff of the first failure (1 s) must pass.
-        let p = l.queue.pop(Instant::now() + Duration::from_secs(2)).unwrap();
+        let p = l
+            .queue
+            .pop(Instant::now() + Duration::from_secs(2))
+            .unwrap();
         assert!(l.schedule(p));
         assert!(matches!(&drain(&mut rx)[..], [Action::Bind { .. }]));
     }
@@ -505,11 +537,16 @@ mod tests {
     #[test]
     fn preemption_deletes_victims_and_nominates() {
         let (mut l, mut rx) = synced_loop();
-        l.apply(Input::Node(Change::Apply(node("n1", "1", "8Gi", &[]))));
+        l.apply(Input::Node(Box::new(Change::Apply(node(
+            "n1",
+            "1",
+            "8Gi",
+            &[],
+        )))));
         let mut low = pod("low", "1", "");
         low.spec.as_mut().unwrap().node_name = Some("n1".into());
-        l.apply(Input::Pod(Change::Apply(low)));
-        l.apply(Input::PriorityClass(Change::Apply(
+        l.apply(Input::Pod(Box::new(Change::Apply(low))));
+        l.apply(Input::PriorityClass(Box::new(Change::Apply(
             k8s_openapi::api::scheduling::v1::PriorityClass {
                 metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                     name: Some("high".into()),
@@ -518,15 +555,17 @@ mod tests {
                 value: 1000,
                 ..Default::default()
             },
-        )));
+        ))));
         let mut high = pod("high", "1", "");
         high.spec.as_mut().unwrap().priority_class_name = Some("high".into());
-        l.apply(Input::Pod(Change::Apply(high)));
+        l.apply(Input::Pod(Box::new(Change::Apply(high))));
         schedule_all(&mut l);
         let actions = drain(&mut rx);
         assert!(matches!(&actions[0], Action::Preempt { node, victims, .. }
             if node == "n1" && victims.len() == 1 && victims[0].name == "low"));
-        assert!(matches!(&actions[1], Action::Unschedulable { nominate: Some(n), .. } if n == "n1"));
+        assert!(
+            matches!(&actions[1], Action::Unschedulable { nominate: Some(n), .. } if n == "n1")
+        );
         assert_eq!(l.cache.nominated_node("default/high"), Some("n1"));
     }
 }

@@ -142,7 +142,10 @@ impl<'a> PodContext<'a> {
     /// [`PodContext::spread`] are filled by their pre-filters.
     pub fn new(info: &'a PodInfo) -> PodContext<'a> {
         let spec = info.spec();
-        let node_affinity = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
+        let node_affinity = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref());
         PodContext {
             info,
             tolerations: spec.tolerations.as_deref().unwrap_or(&[]),
@@ -381,11 +384,23 @@ mod tests {
             effect: "NoSchedule".into(),
             time_added: None,
         };
-        assert!(tolerates(&toleration("dedicated", "Equal", "gpu", "NoSchedule"), &taint));
-        assert!(tolerates(&toleration("dedicated", "Exists", "", ""), &taint));
+        assert!(tolerates(
+            &toleration("dedicated", "Equal", "gpu", "NoSchedule"),
+            &taint
+        ));
+        assert!(tolerates(
+            &toleration("dedicated", "Exists", "", ""),
+            &taint
+        ));
         assert!(tolerates(&toleration("", "Exists", "", ""), &taint));
-        assert!(!tolerates(&toleration("dedicated", "Equal", "cpu", ""), &taint));
-        assert!(!tolerates(&toleration("dedicated", "Exists", "", "NoExecute"), &taint));
+        assert!(!tolerates(
+            &toleration("dedicated", "Equal", "cpu", ""),
+            &taint
+        ));
+        assert!(!tolerates(
+            &toleration("dedicated", "Exists", "", "NoExecute"),
+            &taint
+        ));
         assert!(!tolerates(&toleration("other", "Exists", "", ""), &taint));
     }
 
@@ -529,8 +544,10 @@ mod tests {
         let mut c = one_node(n);
         c.add_bound(bound(pod("a", "", ""), "n1"));
         let mut p = pod("p", "", "");
-        p.spec.as_mut().unwrap().containers =
-            vec![crate::scheduler::resources::tests::container("c", &[("example.com/gpu", "1")])];
+        p.spec.as_mut().unwrap().containers = vec![crate::scheduler::resources::tests::container(
+            "c",
+            &[("example.com/gpu", "1")],
+        )];
         let i = info(p);
         let err = resources_fit(&PodContext::new(&i), c.node("n1").unwrap(), &[]).unwrap_err();
         assert_eq!(
@@ -556,7 +573,9 @@ mod tests {
         let n = c.node("n1").unwrap();
         let same = info(with_port("p", 8080));
         assert_eq!(
-            node_ports(&PodContext::new(&same), n, &[]).unwrap_err().reasons,
+            node_ports(&PodContext::new(&same), n, &[])
+                .unwrap_err()
+                .reasons,
             vec![reasons::NODE_PORTS]
         );
         let other = info(with_port("q", 8081));

@@ -82,18 +82,20 @@ async fn run_once(client: kube::Client) {
     }
     let work = async {
         tokio::join!(
-            watch(Api::<Node>::all(client.clone()), input_tx.clone(), Input::Node),
-            watch(Api::<Pod>::all(client.clone()), input_tx.clone(), Input::Pod),
+            watch(Api::<Node>::all(client.clone()), input_tx.clone(), |c| {
+                Input::Node(Box::new(c))
+            }),
+            watch(Api::<Pod>::all(client.clone()), input_tx.clone(), |c| {
+                Input::Pod(Box::new(c))
+            }),
             watch(
                 Api::<Namespace>::all(client.clone()),
                 input_tx.clone(),
-                Input::Namespace
+                |c| Input::Namespace(Box::new(c))
             ),
-            watch(
-                Api::<PriorityClass>::all(client.clone()),
-                input_tx,
-                Input::PriorityClass
-            ),
+            watch(Api::<PriorityClass>::all(client.clone()), input_tx, |c| {
+                Input::PriorityClass(Box::new(c))
+            }),
             api::execute(client.clone(), recorder, action_rx, done_tx),
         )
     };

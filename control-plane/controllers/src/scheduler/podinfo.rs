@@ -60,7 +60,10 @@ impl AffinityTerm {
             selector = selector.with_key_of(owner_labels, k, true);
         }
         let mut namespaces = t.namespaces.clone().unwrap_or_default();
-        let namespace_selector = t.namespace_selector.as_ref().map(|s| Selector::new(Some(s)));
+        let namespace_selector = t
+            .namespace_selector
+            .as_ref()
+            .map(|s| Selector::new(Some(s)));
         if namespaces.is_empty() && namespace_selector.is_none() {
             namespaces.push(owner_ns.to_string());
         }
@@ -74,7 +77,7 @@ impl AffinityTerm {
 
     /// Whether `pod` is one of the pods this term selects.
     pub fn matches(&self, pod: &PodInfo, ns_labels: &NamespaceLabels) -> bool {
-        let in_namespace = self.namespaces.iter().any(|n| *n == pod.namespace)
+        let in_namespace = self.namespaces.contains(&pod.namespace)
             || self.namespace_selector.as_ref().is_some_and(|s| {
                 s.is_everything()
                     || ns_labels
@@ -139,7 +142,8 @@ impl Priorities {
         self.classes.insert(name.clone(), (pc.value, never));
         if global {
             self.classes.insert(String::new(), (pc.value, never));
-            self.classes.insert(format!("\0default:{name}"), (pc.value, never));
+            self.classes
+                .insert(format!("\0default:{name}"), (pc.value, never));
         } else if self.classes.contains_key(&format!("\0default:{name}")) {
             self.remove_default(&name);
         }
@@ -233,7 +237,11 @@ pub struct PodInfo {
 impl PodInfo {
     /// Computes the summary of `pod`.
     pub fn new(pod: Arc<Pod>, priorities: &Priorities) -> PodInfo {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
         let labels: Labels = pod.metadata.labels.clone().unwrap_or_default();
         let (priority, preempt_never) = priorities.resolve(&pod);
@@ -268,15 +276,23 @@ impl PodInfo {
                 term: compile(&t.pod_affinity_term),
             };
             if let Some(pa) = a.pod_affinity.as_ref() {
-                let req = pa.required_during_scheduling_ignored_during_execution.iter();
+                let req = pa
+                    .required_during_scheduling_ignored_during_execution
+                    .iter();
                 affinity.required = req.flatten().map(compile).collect();
-                let pref = pa.preferred_during_scheduling_ignored_during_execution.iter();
+                let pref = pa
+                    .preferred_during_scheduling_ignored_during_execution
+                    .iter();
                 affinity.preferred = pref.flatten().map(weighted).collect();
             }
             if let Some(pa) = a.pod_anti_affinity.as_ref() {
-                let req = pa.required_during_scheduling_ignored_during_execution.iter();
+                let req = pa
+                    .required_during_scheduling_ignored_during_execution
+                    .iter();
                 affinity.required_anti = req.flatten().map(compile).collect();
-                let pref = pa.preferred_during_scheduling_ignored_during_execution.iter();
+                let pref = pa
+                    .preferred_during_scheduling_ignored_during_execution
+                    .iter();
                 affinity.preferred_anti = pref.flatten().map(weighted).collect();
             }
         }
@@ -368,7 +384,11 @@ mod tests {
         p.apply(&class("low", -5, true, true));
         assert_eq!(p.resolve(&pod(Some("high"), None)), (1000, false));
         assert_eq!(p.resolve(&pod(None, None)), (-5, true), "global default");
-        assert_eq!(p.resolve(&pod(Some("high"), Some(7))), (7, false), "spec wins");
+        assert_eq!(
+            p.resolve(&pod(Some("high"), Some(7))),
+            (7, false),
+            "spec wins"
+        );
         assert_eq!(
             p.resolve(&pod(Some("system-node-critical"), None)).0,
             2_000_001_000

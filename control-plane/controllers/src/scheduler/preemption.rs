@@ -85,7 +85,12 @@ pub fn select_victims(
 /// latest start among the most important victims.
 pub fn pick(candidates: &[Candidate]) -> Option<&Candidate> {
     let key = |c: &Candidate| {
-        let highest = c.victims.iter().map(|v| v.priority).max().unwrap_or(i32::MIN);
+        let highest = c
+            .victims
+            .iter()
+            .map(|v| v.priority)
+            .max()
+            .unwrap_or(i32::MIN);
         let sum: i64 = c
             .victims
             .iter()
@@ -98,7 +103,12 @@ pub fn pick(candidates: &[Candidate]) -> Option<&Candidate> {
             .map(|v| v.start_time)
             .min()
             .unwrap_or(i64::MAX);
-        (highest, sum, c.victims.len(), std::cmp::Reverse(earliest_of_highest))
+        (
+            highest,
+            sum,
+            c.victims.len(),
+            std::cmp::Reverse(earliest_of_highest),
+        )
     };
     // `min_by_key` keeps the first of equals, as upstream keeps the first candidate.
     candidates.iter().min_by_key(|c| key(c))
@@ -140,7 +150,9 @@ pub fn preempt(
     let mut reasons = Reasons::default();
     let mut evaluated = 0;
     for name in &potential {
-        let Some(node) = cache.node(name) else { continue };
+        let Some(node) = cache.node(name) else {
+            continue;
+        };
         evaluated += 1;
         match select_victims(ctx, node, &nominated_for(cache, name, pod)) {
             Ok(victims) => {

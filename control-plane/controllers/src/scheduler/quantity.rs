@@ -112,7 +112,7 @@ pub fn parse_scaled(s: &str, scale: i32) -> Result<i64, QuantityError> {
             if v == 0 {
                 break;
             }
-            remainder |= v % 10 != 0;
+            remainder |= !v.is_multiple_of(10);
             v /= 10;
         }
         v + u128::from(remainder)

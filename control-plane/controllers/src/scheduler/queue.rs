@@ -89,9 +89,7 @@ pub struct SchedulingQueue {
 /// Backoff after `attempts` failed attempts.
 pub fn backoff_for(attempts: u32) -> Duration {
     let shift = attempts.saturating_sub(1).min(16);
-    INITIAL_BACKOFF
-        .saturating_mul(1 << shift)
-        .min(MAX_BACKOFF)
+    INITIAL_BACKOFF.saturating_mul(1 << shift).min(MAX_BACKOFF)
 }
 
 impl SchedulingQueue {
@@ -205,7 +203,9 @@ impl SchedulingQueue {
             if top.until.0 > now {
                 break;
             }
-            let Some(item) = self.backoff.pop() else { break };
+            let Some(item) = self.backoff.pop() else {
+                break;
+            };
             let current = self
                 .entries
                 .get(&item.key)
@@ -220,13 +220,17 @@ impl SchedulingQueue {
 
     /// Moves unschedulable pods that waited longer than [`MAX_UNSCHEDULABLE`] on.
     pub fn flush_unschedulable(&mut self, now: Instant) {
-        self.move_where(now, |_, since| now.duration_since(since) >= MAX_UNSCHEDULABLE);
+        self.move_where(now, |_, since| {
+            now.duration_since(since) >= MAX_UNSCHEDULABLE
+        });
     }
 
     /// A cluster event that could help pods rejected by any of `plugins` (bits): moves them
     /// to backoff or active. `u16::MAX` moves every unschedulable pod.
     pub fn move_for_event(&mut self, plugins: u16, now: Instant) {
-        self.move_where(now, |p, _| p.rejected_by == 0 || p.rejected_by & plugins != 0);
+        self.move_where(now, |p, _| {
+            p.rejected_by == 0 || p.rejected_by & plugins != 0
+        });
     }
 
     /// Moves one unschedulable pod on (e.g. a preemptor whose victims are gone).
@@ -372,7 +376,10 @@ mod tests {
         let p = q.pop(t).unwrap();
         q.requeue_unschedulable(p, 32, t);
         q.move_for_event(u16::MAX, t + Duration::from_millis(100));
-        assert!(q.pop(t + Duration::from_millis(200)).is_none(), "still backing off");
+        assert!(
+            q.pop(t + Duration::from_millis(200)).is_none(),
+            "still backing off"
+        );
         assert!(q.pop(t + Duration::from_secs(1)).is_some());
 
         q.add_or_update(info("b", 0), t);

@@ -107,8 +107,10 @@ pub fn taint_raw(ctx: &PodContext, node: &NodeInfo) -> i64 {
         .filter(|t| t.effect == "PreferNoSchedule")
         .filter(|taint| {
             !ctx.tolerations.iter().any(|t| {
-                matches!(t.effect.as_deref(), None | Some("") | Some("PreferNoSchedule"))
-                    && tolerates(t, taint)
+                matches!(
+                    t.effect.as_deref(),
+                    None | Some("") | Some("PreferNoSchedule")
+                ) && tolerates(t, taint)
             })
         })
         .count() as i64

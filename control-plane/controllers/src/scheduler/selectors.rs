@@ -335,7 +335,10 @@ mod tests {
                 },
             },
         ]);
-        assert_eq!(preferred_node_score(&terms, "n", &labels(&[("zone", "a")])), 5);
+        assert_eq!(
+            preferred_node_score(&terms, "n", &labels(&[("zone", "a")])),
+            5
+        );
         assert_eq!(
             preferred_node_score(&terms, "n", &labels(&[("zone", "a"), ("disk", "")])),
             8

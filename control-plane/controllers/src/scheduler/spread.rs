@@ -117,7 +117,11 @@ impl SpreadState {
             let min = if (counts.len() as i64) < c.min_domains {
                 0
             } else {
-                counts.values().copied().min().unwrap_or(i64::from(i32::MAX))
+                counts
+                    .values()
+                    .copied()
+                    .min()
+                    .unwrap_or(i64::from(i32::MAX))
             };
             if here + self_match - min > c.max_skew {
                 return Err(Rejection::new(

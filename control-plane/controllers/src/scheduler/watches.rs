@@ -30,13 +30,13 @@ pub enum Change<K> {
 #[derive(Debug)]
 pub enum Input {
     /// A Node changed.
-    Node(Change<Node>),
+    Node(Box<Change<Node>>),
     /// A Pod changed.
-    Pod(Change<Pod>),
+    Pod(Box<Change<Pod>>),
     /// A Namespace changed (labels for affinity namespace selectors).
-    Namespace(Change<Namespace>),
+    Namespace(Box<Change<Namespace>>),
     /// A PriorityClass changed.
-    PriorityClass(Change<PriorityClass>),
+    PriorityClass(Box<Change<PriorityClass>>),
 }
 
 /// Watches one kind until the loop hangs up.
