@@ -18,6 +18,8 @@ pub enum BenchCommand {
     Runtime(crate::bench_runtime::RuntimeBench),
     /// Pod start latency on one node, and the node agent's memory with the pods running.
     Pods(crate::bench_pods::PodsBench),
+    /// Scheduling throughput and pod start-up on thousands of hollow nodes.
+    Schedule(crate::bench_schedule::ScheduleBench),
 }
 
 #[derive(Args)]
@@ -53,6 +55,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Api(b) => crate::bench_api::run(b),
         BenchCommand::Runtime(b) => crate::bench_runtime::run(b),
         BenchCommand::Pods(b) => crate::bench_pods::run(b),
+        BenchCommand::Schedule(b) => crate::bench_schedule::run(b),
     }
 }
 

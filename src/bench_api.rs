@@ -65,7 +65,7 @@ impl Samples {
     }
 }
 
-fn tls_config(data_dir: &std::path::Path) -> Result<rustls::ClientConfig> {
+pub(crate) fn tls_config(data_dir: &std::path::Path) -> Result<rustls::ClientConfig> {
     let pki = data_dir.join("pki");
     let read = |name: &str| {
         std::fs::read(pki.join(name))
@@ -91,12 +91,12 @@ fn tls_config(data_dir: &std::path::Path) -> Result<rustls::ClientConfig> {
 
 /// One HTTP/2 connection to the API server.
 #[derive(Clone)]
-struct Conn {
+pub(crate) struct Conn {
     send: SendRequest<Full<Bytes>>,
     authority: String,
 }
 
-async fn connect(server: &str, tls: Arc<rustls::ClientConfig>) -> Result<Conn> {
+pub(crate) async fn connect(server: &str, tls: Arc<rustls::ClientConfig>) -> Result<Conn> {
     let tcp = TcpStream::connect(server)
         .await
         .with_context(|| format!("cannot reach {server}"))?;
@@ -117,7 +117,7 @@ async fn connect(server: &str, tls: Arc<rustls::ClientConfig>) -> Result<Conn> {
 
 impl Conn {
     /// Sends one request and returns the status, failing on anything but 2xx.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,

@@ -6,8 +6,10 @@ mod bench;
 mod bench_api;
 mod bench_pods;
 mod bench_runtime;
+mod bench_schedule;
 mod controllers_cmd;
 mod image_cmd;
+mod sim_cmd;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +39,8 @@ enum Command {
     Controllers(controllers_cmd::ControllersArgs),
     /// Manage the node's image store: pull, list, remove and import images.
     Image(image_cmd::ImageArgs),
+    /// Run simulated (hollow) nodes against an API server, for scale tests.
+    Sim(sim_cmd::SimArgs),
     /// Measure performance.
     Bench {
         #[command(subcommand)]
@@ -98,6 +102,7 @@ fn main() {
         Command::Agent(args) => agent_cmd::run(args),
         Command::Controllers(args) => controllers_cmd::run(args),
         Command::Image(args) => image_cmd::run(args),
+        Command::Sim(args) => sim_cmd::run(args),
         Command::Bench { what } => bench::run(what),
         Command::Shim { .. } => unreachable!("handled above"),
     };

@@ -372,9 +372,14 @@ fn field_validation(res: &ResourceType, q: &Query, obj: &Value) -> Result<Vec<St
     }
 }
 
-/// Defaults then validates; nothing is stored when any field is wrong.
+/// Defaults, runs create-only admission, then validates; nothing is stored when any field is
+/// wrong.
 fn admit(res: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), Status> {
     super::defaults::apply(res.group, res.kind, obj);
+    if old.is_none() {
+        // Create-only mutating admission (DefaultTolerationSeconds), after defaulting.
+        super::defaults::on_create(res.group, res.kind, obj);
+    }
     let errors = super::validation::validate(res.group, res.kind, obj, old);
     if errors.is_empty() {
         return Ok(());

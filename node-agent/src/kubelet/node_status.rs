@@ -16,6 +16,7 @@ pub mod machine;
 pub mod node_ip;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{
@@ -42,6 +43,31 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Upstream's annotation saying the attach/detach controller, not the kubelet, attaches volumes.
 const CONTROLLER_ATTACH_DETACH: &str = "volumes.kubernetes.io/controller-managed-attach-detach";
 
+/// Who the node is to the API server, apart from the machine's facts: what the status reports
+/// as the node's name, addresses and kubelet endpoint. The agent takes it from its
+/// configuration; simulated (hollow) nodes make one up per node, so both report through the
+/// same functions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeIdentity {
+    /// The Node object's name.
+    pub name: String,
+    /// The InternalIP.
+    pub ip: IpAddr,
+    /// The port of the agent's service (`daemonEndpoints.kubeletEndpoint`).
+    pub kubelet_port: u16,
+}
+
+impl NodeIdentity {
+    /// The identity the agent's configuration gives.
+    pub fn of(config: &AgentConfig) -> NodeIdentity {
+        NodeIdentity {
+            name: config.node_name.clone(),
+            ip: config.node_ip,
+            kubelet_port: config.listen.port(),
+        }
+    }
+}
+
 /// Registers the node, then renews its Lease every 10 s and refreshes its status, until the
 /// task is dropped. `config.listen` must be the address the agent's service actually listens
 /// on: its port becomes the Node's kubelet endpoint.
@@ -58,14 +84,14 @@ pub async fn run(client: kube::Client, config: AgentConfig) {
 
 /// Doubling retry delays between a floor and a ceiling.
 #[derive(Debug)]
-struct Backoff {
+pub(crate) struct Backoff {
     floor: Duration,
     ceiling: Duration,
     next: Duration,
 }
 
 impl Backoff {
-    fn new(floor: Duration, ceiling: Duration) -> Backoff {
+    pub(crate) fn new(floor: Duration, ceiling: Duration) -> Backoff {
         Backoff {
             floor,
             ceiling,
@@ -73,13 +99,13 @@ impl Backoff {
         }
     }
 
-    fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (self.next * 2).min(self.ceiling);
         d
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.floor;
     }
 }
@@ -89,15 +115,16 @@ async fn report(nodes: Api<Node>, config: AgentConfig) {
     let mut backoff = Backoff::new(Duration::from_millis(500), UPDATE_INTERVAL);
     let mut registered = false;
     let mut last_report: Option<Instant> = None;
+    let id = NodeIdentity::of(&config);
     loop {
         let machine = Machine::read(&config.root_dir);
         let mut result = Ok(());
         if !registered {
-            result = register(&nodes, &config, &machine).await;
+            result = register(&nodes, &id, &machine).await.map(drop);
             registered = result.is_ok();
         }
         if result.is_ok() {
-            result = update(&nodes, &config, &machine, &mut last_report).await;
+            result = update(&nodes, &id, &machine, &mut last_report).await;
         }
         match result {
             Ok(()) => {
@@ -118,12 +145,13 @@ async fn report(nodes: Api<Node>, config: AgentConfig) {
 }
 
 /// Creates the Node with its labels and status, or reconciles the labels of an existing one.
-async fn register(
+/// Returns the status registered with, or `None` when the Node existed.
+pub async fn register(
     nodes: &Api<Node>,
-    config: &AgentConfig,
+    id: &NodeIdentity,
     machine: &Machine,
-) -> Result<(), kube::Error> {
-    let name = &config.node_name;
+) -> Result<Option<NodeStatus>, kube::Error> {
+    let name = &id.name;
     let labels = labels(name, &machine.architecture);
     let node = Node {
         metadata: ObjectMeta {
@@ -136,10 +164,13 @@ async fn register(
             ..Default::default()
         },
         spec: None,
-        status: Some(status(config, machine, None)),
+        status: Some(status(id, machine, None)),
     };
     match nodes.create(&PostParams::default(), &node).await {
-        Ok(_) => tracing::info!("registered the Node"),
+        Ok(_) => {
+            tracing::info!("registered the Node");
+            return Ok(node.status);
+        }
         Err(kube::Error::Api(s)) if s.is_already_exists() => {
             let existing = nodes.get(name).await?;
             let have = existing.metadata.labels.unwrap_or_default();
@@ -153,38 +184,60 @@ async fn register(
         }
         Err(e) => return Err(e),
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Reads the Node's status as the server has it and patches what the agent reports when that
 /// would change it (so someone else's edit is undone within one interval, as upstream's
 /// kubelet does) or when the last report is [`REPORT_INTERVAL`] old.
-async fn update(
+pub async fn update(
     nodes: &Api<Node>,
-    config: &AgentConfig,
+    id: &NodeIdentity,
     machine: &Machine,
     last_report: &mut Option<Instant>,
 ) -> Result<(), kube::Error> {
-    let name = &config.node_name;
     // The Node itself, not its status subresource: a node may read Nodes, not nodes/status.
-    let current = nodes.get(name).await?.status.unwrap_or_default();
-    let next = status(config, machine, Some(&current));
-    let due = last_report.is_none_or(|t| t.elapsed() >= REPORT_INTERVAL);
-    if !due && same_status(&overlay(&current, &next), &current) {
-        return Ok(());
+    let current = nodes.get(&id.name).await?.status.unwrap_or_default();
+    if let Some(next) = next_report(id, machine, &current, *last_report) {
+        send_report(nodes, &id.name, &next).await?;
+        *last_report = Some(Instant::now());
     }
+    Ok(())
+}
+
+/// The status to patch, given what the server has (`current`) and when the last report went
+/// out; `None` when nothing changed and the last report is younger than [`REPORT_INTERVAL`].
+pub fn next_report(
+    id: &NodeIdentity,
+    machine: &Machine,
+    current: &NodeStatus,
+    last_report: Option<Instant>,
+) -> Option<NodeStatus> {
+    let next = status(id, machine, Some(current));
+    let due = last_report.is_none_or(|t| t.elapsed() >= REPORT_INTERVAL);
+    if !due && same_status(&overlay(current, &next), current) {
+        return None;
+    }
+    Some(next)
+}
+
+/// Patches the Node's status with what the agent reports.
+pub async fn send_report(
+    nodes: &Api<Node>,
+    name: &str,
+    next: &NodeStatus,
+) -> Result<(), kube::Error> {
     // Strategic merge: conditions, capacity entries and addresses others own survive.
     let patch = json!({ "status": next });
     nodes
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
         .await?;
-    *last_report = Some(Instant::now());
     tracing::debug!("reported the Node's status");
     Ok(())
 }
 
 /// `current` with the agent's `next` applied as the strategic merge patch applies it.
-fn overlay(current: &NodeStatus, next: &NodeStatus) -> NodeStatus {
+pub fn overlay(current: &NodeStatus, next: &NodeStatus) -> NodeStatus {
     let merge = |a: &Option<BTreeMap<String, Quantity>>, b: &Option<BTreeMap<String, Quantity>>| {
         let mut out = a.clone().unwrap_or_default();
         out.extend(b.clone().unwrap_or_default());
@@ -216,7 +269,7 @@ fn overlay(current: &NodeStatus, next: &NodeStatus) -> NodeStatus {
 }
 
 /// The labels upstream's kubelet puts on its Node.
-fn labels(node: &str, arch: &str) -> BTreeMap<String, String> {
+pub fn labels(node: &str, arch: &str) -> BTreeMap<String, String> {
     [
         ("kubernetes.io/hostname", node),
         ("kubernetes.io/os", "linux"),
@@ -231,7 +284,7 @@ fn labels(node: &str, arch: &str) -> BTreeMap<String, String> {
 
 /// The status to report now. Conditions keep their transition time from `previous` while
 /// their status stays the same; every heartbeat time is now.
-fn status(config: &AgentConfig, machine: &Machine, previous: Option<&NodeStatus>) -> NodeStatus {
+pub fn status(id: &NodeIdentity, machine: &Machine, previous: Option<&NodeStatus>) -> NodeStatus {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let quantities = |m: BTreeMap<String, String>| -> BTreeMap<String, Quantity> {
         m.into_iter().map(|(k, v)| (k, Quantity(v))).collect()
@@ -283,16 +336,16 @@ fn status(config: &AgentConfig, machine: &Machine, previous: Option<&NodeStatus>
         addresses: Some(vec![
             NodeAddress {
                 type_: "InternalIP".into(),
-                address: config.node_ip.to_string(),
+                address: id.ip.to_string(),
             },
             NodeAddress {
                 type_: "Hostname".into(),
-                address: config.node_name.clone(),
+                address: id.name.clone(),
             },
         ]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
-                port: i32::from(config.listen.port()),
+                port: i32::from(id.kubelet_port),
             }),
         }),
         node_info: Some(NodeSystemInfo {
@@ -316,7 +369,7 @@ fn status(config: &AgentConfig, machine: &Machine, previous: Option<&NodeStatus>
 
 /// Whether two statuses say the same, heartbeat times aside (upstream's
 /// `nodeStatusHasChanged`).
-fn same_status(a: &NodeStatus, b: &NodeStatus) -> bool {
+pub fn same_status(a: &NodeStatus, b: &NodeStatus) -> bool {
     fn without_heartbeats(s: &NodeStatus) -> Value {
         let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
         if let Some(cs) = v.get_mut("conditions").and_then(Value::as_array_mut) {
@@ -333,8 +386,8 @@ fn same_status(a: &NodeStatus, b: &NodeStatus) -> bool {
 mod tests {
     use super::*;
 
-    fn config() -> AgentConfig {
-        AgentConfig {
+    fn config() -> NodeIdentity {
+        NodeIdentity::of(&AgentConfig {
             node_name: "n1".into(),
             kubeconfig: "/nonexistent".into(),
             root_dir: "/nonexistent".into(),
@@ -344,13 +397,13 @@ mod tests {
             node_ip: [127, 0, 0, 1].into(),
             shim_binary: "/nonexistent".into(),
             cgroup_root: "/skiff".into(),
-        }
+        })
     }
 
     #[test]
     fn status_changes_only_when_facts_do() {
         let cfg = config();
-        let m = Machine::read(&cfg.root_dir);
+        let m = Machine::read(std::path::Path::new("/nonexistent"));
         let first = status(&cfg, &m, None);
         let ready = first
             .conditions
@@ -398,7 +451,7 @@ mod tests {
     #[test]
     fn edits_by_others_are_undone_but_their_own_fields_kept() {
         let cfg = config();
-        let m = Machine::read(&cfg.root_dir);
+        let m = Machine::read(std::path::Path::new("/nonexistent"));
         let mut server = overlay(&NodeStatus::default(), &status(&cfg, &m, None));
         server
             .conditions

@@ -16,6 +16,7 @@
 //! | [`replicaset`] | pods to match each ReplicaSet's replicas |
 //! | [`deployment`] | ReplicaSets for each Deployment's rollout |
 //! | [`gc`] | the garbage collector: dependents follow their owners |
+//! | [`node_lifecycle`] | node health from Leases, condition taints, taint-based eviction |
 //! | [`job`] | pods run to completion for each Job; finished Jobs' TTL |
 //! | [`cronjob`], [`cron`] | Jobs created on each CronJob's schedule |
 //! | [`daemonset`] | one pod per eligible node for each DaemonSet |
@@ -31,6 +32,7 @@ pub mod expectations;
 pub mod gc;
 pub mod history;
 pub mod informer;
+pub mod node_lifecycle;
 pub mod job;
 pub mod podutil;
 pub mod queue;
@@ -175,6 +177,7 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     ("replicaset", replicaset::start),
     ("deployment", deployment::start),
     ("garbage-collector", gc::start),
+    ("node-lifecycle", node_lifecycle::start),
     ("job", job::start),
     ("cronjob", cronjob::start),
     ("daemonset", daemonset::start),

@@ -7,11 +7,14 @@
 //! `"1024Mi"` → `"1Gi"`), resource lists are rounded up to milli precision, timestamps are
 //! printed in UTC, and embedded templates carry `creationTimestamp: null`.
 
+mod admission;
 mod core;
 mod other;
 mod workloads;
 
 use serde_json::{Map, Value};
+
+pub use admission::on_create;
 
 use super::validation::quantity::Quantity;
 use super::validation::schema::{schemas, Shape, MAX_DEPTH};

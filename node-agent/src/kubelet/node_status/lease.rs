@@ -42,8 +42,9 @@ pub async fn run(client: kube::Client, node: String) {
     }
 }
 
-/// Creates or renews the Lease; `latest` is what the previous renewal wrote.
-async fn renew(
+/// Creates or renews the Lease; `latest` is what the previous renewal wrote (`None`: read it
+/// first). The agent's loop and simulated nodes both renew through this.
+pub async fn renew(
     leases: &Api<Lease>,
     nodes: &Api<Node>,
     node: &str,

@@ -44,6 +44,9 @@ pub struct Machine {
     pub os_image: String,
     /// Go's name for the architecture (`amd64`, `arm64`), as node labels and images use it.
     pub architecture: String,
+    /// The most pods the node takes (`status.capacity.pods`): [`MAX_PODS`] for a real host;
+    /// simulated nodes choose their own.
+    pub max_pods: u64,
 }
 
 impl Machine {
@@ -68,6 +71,7 @@ impl Machine {
             }),
             os_image: os_image(&std::fs::read_to_string("/etc/os-release").unwrap_or_default()),
             architecture: go_arch(std::env::consts::ARCH).to_string(),
+            max_pods: MAX_PODS,
         }
     }
 
@@ -76,7 +80,7 @@ impl Machine {
         let mut out = BTreeMap::from([
             ("cpu".to_string(), self.cpus.to_string()),
             ("memory".to_string(), format!("{}Ki", self.memory_ki)),
-            ("pods".to_string(), MAX_PODS.to_string()),
+            ("pods".to_string(), self.max_pods.to_string()),
             (
                 "ephemeral-storage".to_string(),
                 format!("{}Ki", self.storage_bytes / 1024),
