@@ -176,7 +176,18 @@ fn kubectl_manages_a_deployment() {
         ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
         "{table}"
     );
-    assert_eq!(words(lines[1])[..4], ["web", "0/2", "0", "0"], "{table}");
+    // The deployment controller has made its ReplicaSet's two pods (Pending: no node here).
+    let mut table = table;
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            table = init.ok(&["get", "deployments"]);
+            table
+                .lines()
+                .nth(1)
+                .is_some_and(|l| words(l).get(..4) == Some(&["web", "0/2", "2", "0"][..]))
+        }),
+        "{table}"
+    );
     let wide = init.ok(&["get", "deployments", "-o", "wide"]);
     assert!(
         wide.lines().next().is_some_and(|h| h
@@ -656,21 +667,6 @@ fn kubectl_cordons_a_registered_node() {
     );
 }
 
-/// A ReplicaSet of deployment `web` (uid `owner`) at `revision`, as the deployment controller
-/// records one per pod template.
-fn revision_replica_set(owner: &str, revision: u32, image: &str, cause: Option<&str>) -> String {
-    let cause = cause
-        .map(|c| format!(r#","kubernetes.io/change-cause":"{c}""#))
-        .unwrap_or_default();
-    format!(
-        r#"{{"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{{"name":"web-{revision}","labels":{{"app":"web","rev":"{revision}"}},
-        "annotations":{{"deployment.kubernetes.io/revision":"{revision}"{cause}}},
-        "ownerReferences":[{{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"{owner}","controller":true,"blockOwnerDeletion":true}}]}},
-        "spec":{{"replicas":0,"selector":{{"matchLabels":{{"app":"web","rev":"{revision}"}}}},
-        "template":{{"metadata":{{"labels":{{"app":"web","rev":"{revision}"}}}},"spec":{{"containers":[{{"name":"app","image":"{image}"}}]}}}}}}}}"#
-    )
-}
-
 #[test]
 fn kubectl_rollout_history_lists_the_deployments_revisions() {
     let name = "kubectl_rollout_history_lists_the_deployments_revisions";
@@ -684,28 +680,34 @@ fn kubectl_rollout_history_lists_the_deployments_revisions() {
         "web",
         "--image=registry.local/busybox:1.36",
     ]);
-    let uid = init.ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"]);
-    // Revisions are the ReplicaSets the deployment controls; one of another owner is not one.
-    for rs in [
-        revision_replica_set(&uid, 1, "registry.local/busybox:1.36", None),
-        revision_replica_set(
-            &uid,
-            2,
-            "registry.local/busybox:1.37",
-            Some("kubectl set image deployment/web app=busybox:1.37"),
-        ),
-        revision_replica_set(
-            "00000000-0000-0000-0000-000000000000",
-            3,
-            "registry.local/other:1",
-            None,
-        ),
-    ] {
-        check_ok(
-            "create replicaset",
-            &init.kubectl_in(&["create", "-f", "-"], Some(rs.as_bytes())),
-        );
-    }
+    // Each pod template the deployment controller rolls out is a revision: a ReplicaSet
+    // carrying the Deployment's change-cause at the time.
+    let revisions = |n: usize| {
+        wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            init.ok(&["get", "replicasets", "-o", "name"]).lines().count() == n
+        })
+    };
+    assert!(revisions(1), "no first revision");
+    init.ok(&[
+        "set",
+        "image",
+        "deployment/web",
+        "busybox=registry.local/busybox:1.37",
+    ]);
+    assert!(revisions(2), "no second revision");
+    // The change-cause the Deployment is annotated with goes to its current ReplicaSet.
+    init.ok(&[
+        "annotate",
+        "deployment/web",
+        "kubernetes.io/change-cause=kubectl set image deployment/web app=busybox:1.37",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            init.ok(&["rollout", "history", "deployment/web"])
+                .contains("2         kubectl set image")
+        }),
+        "the change-cause never reached revision 2"
+    );
     let history = init.ok(&["rollout", "history", "deployment/web"]);
     let lines: Vec<Vec<&str>> = history
         .lines()
