@@ -22,12 +22,16 @@
 //! | [`daemonset`] | one pod per eligible node for each DaemonSet |
 //! | [`statefulset`] | ordered pods with stable names and claims for each StatefulSet |
 //! | [`history`] | ControllerRevisions shared by DaemonSets and StatefulSets |
+//! | [`endpoints`] | Endpoints and EndpointSlices of every Service with a selector |
+//! | [`resourcequota`], [`quota_usage`] | each ResourceQuota's hard and used amounts |
+//! | [`volume_binding`] | claims bound to matching volumes; volumes of deleted claims released |
 
 pub mod claim;
 pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod expectations;
 pub mod gc;
 pub mod history;
@@ -36,10 +40,13 @@ pub mod node_lifecycle;
 pub mod job;
 pub mod podutil;
 pub mod queue;
+pub mod quota_usage;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod selector;
 pub mod statefulset;
 pub mod store;
+pub mod volume_binding;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,7 +55,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Node, PersistentVolume, PersistentVolumeClaim, Pod, ResourceQuota, Service,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use tokio::task::JoinSet;
 
@@ -116,6 +126,18 @@ pub struct Context {
     pub controllerrevisions: Arc<Informer<ControllerRevision>>,
     /// Every Node.
     pub nodes: Arc<Informer<Node>>,
+    /// Every Service.
+    pub services: Arc<Informer<Service>>,
+    /// Every Endpoints object.
+    pub endpoints: Arc<Informer<Endpoints>>,
+    /// Every EndpointSlice.
+    pub endpointslices: Arc<Informer<EndpointSlice>>,
+    /// Every ResourceQuota.
+    pub resourcequotas: Arc<Informer<ResourceQuota>>,
+    /// Every PersistentVolume.
+    pub persistentvolumes: Arc<Informer<PersistentVolume>>,
+    /// Every PersistentVolumeClaim.
+    pub persistentvolumeclaims: Arc<Informer<PersistentVolumeClaim>>,
 }
 
 impl Context {
@@ -132,6 +154,12 @@ impl Context {
             statefulsets: Informer::new("statefulsets", informer::trim_object),
             controllerrevisions: Informer::new("controllerrevisions", informer::trim_object),
             nodes: Informer::new("nodes", informer::trim_object),
+            services: Informer::new("services", informer::trim_object),
+            endpoints: Informer::new("endpoints", informer::trim_object),
+            endpointslices: Informer::new("endpointslices", informer::trim_object),
+            resourcequotas: Informer::new("resourcequotas", informer::trim_object),
+            persistentvolumes: Informer::new("persistentvolumes", informer::trim_object),
+            persistentvolumeclaims: Informer::new("persistentvolumeclaims", informer::trim_object),
         }
     }
 
@@ -147,6 +175,12 @@ impl Context {
             Box::pin(self.statefulsets.clone().run(Api::all(self.client.clone()))),
             Box::pin(self.controllerrevisions.clone().run(Api::all(self.client.clone()))),
             Box::pin(self.nodes.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.services.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.endpoints.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.endpointslices.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.resourcequotas.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.persistentvolumes.clone().run(Api::all(self.client.clone()))),
+            Box::pin(self.persistentvolumeclaims.clone().run(Api::all(self.client.clone()))),
         ]
     }
 
@@ -163,6 +197,9 @@ impl Context {
             ("apps", "StatefulSet") => Some(self.statefulsets.clone()),
             ("apps", "ControllerRevision") => Some(self.controllerrevisions.clone()),
             ("", "Node") => Some(self.nodes.clone()),
+            ("", "Service") => Some(self.services.clone()),
+            ("discovery.k8s.io", "EndpointSlice") => Some(self.endpointslices.clone()),
+            ("", "PersistentVolumeClaim") => Some(self.persistentvolumeclaims.clone()),
             _ => None,
         }
     }
@@ -182,6 +219,10 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     ("cronjob", cronjob::start),
     ("daemonset", daemonset::start),
     ("statefulset", statefulset::start),
+    ("endpoint", endpoints::subsets::start),
+    ("endpointslice", endpoints::slices::start),
+    ("resourcequota", resourcequota::start),
+    ("persistentvolume-binder", volume_binding::start),
 ];
 
 /// Runs every controller while this instance leads; see [`crate::leader`]. Dropping the
