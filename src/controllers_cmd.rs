@@ -31,7 +31,7 @@ pub fn run(args: ControllersArgs) -> Result<()> {
         .build()
         .context("starting tokio")?;
     rt.block_on(async {
-        let client = skiff_node_agent::agent::client(&args.kubeconfig).await?;
+        let client = client(&args.kubeconfig).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = skiff_controllers::run(client, identity()) => {}
@@ -52,5 +52,11 @@ pub async fn run_in_process(kubeconfig: PathBuf) {
 }
 
 async fn client(kubeconfig: &Path) -> Result<kube::Client> {
+    // The CA the kubeconfig trusts is the one the root CA publisher hands to every namespace.
+    if let Err(e) =
+        skiff_controllers::manager::serviceaccounts::set_root_ca_from_kubeconfig(kubeconfig)
+    {
+        tracing::warn!("kube-root-ca.crt ConfigMaps will not be published: {e}");
+    }
     Ok(skiff_node_agent::agent::client(kubeconfig).await?)
 }

@@ -66,6 +66,14 @@ impl PkiPaths {
     pub fn node_key(&self, node: &str) -> PathBuf {
         self.dir.join(format!("kubelet-{node}.key"))
     }
+    /// The service-account token signing key (ECDSA P-256, PKCS#8), as kubeadm's `sa.key`.
+    pub fn sa_key(&self) -> PathBuf {
+        self.dir.join("sa.key")
+    }
+    /// The public half of [`PkiPaths::sa_key`] (SPKI PEM), for whoever verifies tokens.
+    pub fn sa_pub(&self) -> PathBuf {
+        self.dir.join("sa.pub")
+    }
 }
 
 fn write(path: &Path, data: &str, secret: bool) -> Result<(), PkiError> {
@@ -111,6 +119,7 @@ fn validity(params: &mut CertificateParams, years: i64) {
 /// Creates the CA, serving and admin certificates unless they exist. The serving certificate
 /// names every address in `sans` (IPs and DNS names), since clients check SANs, not the CN.
 pub fn ensure(paths: &PkiPaths, sans: &[String]) -> Result<(), PkiError> {
+    ensure_service_account_key(paths)?;
     if paths.ca_cert().exists() && paths.server_cert().exists() && paths.admin_cert().exists() {
         return Ok(());
     }
@@ -154,6 +163,23 @@ pub fn ensure(paths: &PkiPaths, sans: &[String]) -> Result<(), PkiError> {
     // Last, so a half-finished run is redone rather than trusted.
     write(&paths.ca_cert(), &ca_cert.pem(), false)?;
     Ok(())
+}
+
+/// Creates the key pair that signs service-account tokens (`sa.key`, `sa.pub`) unless it
+/// exists. Tokens are ES256 JWTs, which ring both signs and verifies.
+pub fn ensure_service_account_key(paths: &PkiPaths) -> Result<(), PkiError> {
+    if paths.sa_key().exists() && paths.sa_pub().exists() {
+        return Ok(());
+    }
+    if paths.sa_key().exists() {
+        // The public half is derived again rather than a new pair made, so tokens already
+        // issued stay valid.
+        let key = KeyPair::from_pem(&read(&paths.sa_key())?)?;
+        return write(&paths.sa_pub(), &key.public_key_pem(), false);
+    }
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    write(&paths.sa_pub(), &key.public_key_pem(), false)?;
+    write(&paths.sa_key(), &key.serialize_pem(), true)
 }
 
 /// The CA's subject and constraints. A certificate signed later must name the same issuer, so
@@ -276,11 +302,18 @@ mod tests {
         ensure(&paths, &["127.0.0.1".into(), "localhost".into()]).unwrap();
         let ca = read(&paths.ca_cert()).unwrap();
         assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+        let sa = read(&paths.sa_key()).unwrap();
+        assert!(read(&paths.sa_pub()).unwrap().contains("PUBLIC KEY"));
         ensure(&paths, &["127.0.0.1".into()]).unwrap();
         assert_eq!(
             read(&paths.ca_cert()).unwrap(),
             ca,
             "an existing CA is kept"
+        );
+        assert_eq!(
+            read(&paths.sa_key()).unwrap(),
+            sa,
+            "the signing key is kept"
         );
         let conf = dir.path().join("admin.conf");
         write_admin_kubeconfig(&paths, "https://127.0.0.1:6443", &conf).unwrap();

@@ -1,25 +1,36 @@
 //! Authentication: who a request comes from. A client certificate signed by the cluster CA
 //! names the user (CN) and groups (O); otherwise a bearer token from the static token file
-//! does. Everyone authenticated is also in `system:authenticated`.
+//! does, or a service-account JWT ([`super::serviceaccount`]). Everyone authenticated is also
+//! in `system:authenticated`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
+    /// The user's uid, when the authenticator knows one (a service account's).
+    pub uid: Option<String>,
+    /// Extra attributes (`authentication.kubernetes.io/pod-name`, ...), as upstream's
+    /// `user.Info` carries them; `kubectl auth whoami` shows them.
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl User {
-    fn new(name: String, mut groups: Vec<String>) -> User {
+    /// A user in `groups` and `system:authenticated`.
+    pub fn new(name: String, mut groups: Vec<String>) -> User {
         if !groups.iter().any(|g| g == "system:authenticated") {
             groups.push("system:authenticated".into());
         }
-        User { name, groups }
+        User {
+            name,
+            groups,
+            ..Default::default()
+        }
     }
 }
 

@@ -441,6 +441,7 @@ mod tests {
         let alice = User {
             name: "alice".into(),
             groups: vec!["dev".into(), "system:authenticated".into()],
+            ..Default::default()
         };
         assert!(binds(
             &json!({"subjects": [{"kind": "User", "name": "alice"}]}),

@@ -282,7 +282,13 @@ pub static RESOURCES: &[ResourceType] = &[
         true,
         &["sa"],
         NONE,
-        &[],
+        &[Subresource {
+            name: "token",
+            group: "authentication.k8s.io",
+            version: "v1",
+            kind: "TokenRequest",
+            verbs: CREATE_ONLY,
+        }],
     ),
     stored(
         "",

@@ -203,9 +203,21 @@ pub async fn self_subject_review(Extension(user): Extension<User>) -> impl IntoR
             "kind": "SelfSubjectReview",
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"creationTimestamp": null},
-            "status": {"userInfo": {"username": user.name, "groups": user.groups}},
+            "status": {"userInfo": user_info(&user)},
         })),
     )
+}
+
+/// A user as `authentication.k8s.io/v1` UserInfo: uid and extra only when known.
+fn user_info(user: &User) -> serde_json::Value {
+    let mut info = json!({"username": user.name, "groups": user.groups});
+    if let Some(uid) = &user.uid {
+        info["uid"] = json!(uid);
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
+    }
+    info
 }
 
 pub async fn not_found(request: Request) -> impl IntoResponse {

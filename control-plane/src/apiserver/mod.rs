@@ -27,6 +27,7 @@ mod protobuf;
 mod registry;
 mod rest;
 mod selectors;
+mod serviceaccount;
 mod services;
 mod spdy;
 mod status;
@@ -70,6 +71,9 @@ pub enum ApiServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The service-account signing key could not be loaded.
+    #[error("service-account tokens: {0}")]
+    ServiceAccounts(#[from] serviceaccount::ServiceAccountError),
 }
 
 pub use authn::{TokenFile, User};
@@ -89,7 +93,11 @@ pub struct ApiServerConfig {
     pub tokens: TokenFile,
 }
 
-fn routes(cfg: &ApiServerConfig, store: Store) -> Router {
+fn routes(
+    cfg: &ApiServerConfig,
+    store: Store,
+    sas: Arc<serviceaccount::ServiceAccounts>,
+) -> Router {
     Router::new()
         .route("/version", get(discovery::version))
         .route("/healthz", get(discovery::ok))
@@ -118,6 +126,7 @@ fn routes(cfg: &ApiServerConfig, store: Store) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(authenticate))
         .layer(Extension(Arc::new(cfg.tokens.clone())))
+        .layer(Extension(sas))
         .layer(Extension(Arc::new(cfg.advertise.clone())))
         .layer(Extension(store))
 }
@@ -214,6 +223,10 @@ struct RestRequest {
     headers: HeaderMap,
     ws: Option<WebSocketUpgrade>,
     body: Body,
+    /// The caller (set by [`authenticate`]).
+    user: Option<User>,
+    /// Service-account tokens and admission.
+    sas: Option<Arc<serviceaccount::ServiceAccounts>>,
 }
 
 #[axum::async_trait]
@@ -232,7 +245,14 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for RestRequest {
         let ws = WebSocketUpgrade::from_request_parts(&mut parts, state)
             .await
             .ok();
+        let user = parts.extensions.get::<User>().cloned();
+        let sas = parts
+            .extensions
+            .get::<Arc<serviceaccount::ServiceAccounts>>()
+            .cloned();
         Ok(RestRequest {
+            user,
+            sas,
             store,
             raw_query: parts.uri.query().map(str::to_string),
             method: parts.method,
@@ -269,7 +289,24 @@ async fn serve_rest(req: RestRequest, group: &str, version: &str, path: &str) ->
         Ok(b) => b,
         Err(s) => return s.into_response(),
     };
-    match rest::handle(req.store, req.method, target, req.query, req.headers, body).await {
+    let Some(sas) = req.sas else {
+        return Status::internal("service-account tokens are not set up".into()).into_response();
+    };
+    if target.sub.is_some_and(|s| s.name == "token") && req.method == Method::POST {
+        let user = req.user.unwrap_or_default();
+        return serviceaccount::token_request::create(
+            &req.store,
+            &sas,
+            &user,
+            &target,
+            &req.headers,
+            &body,
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    }
+    let handled = rest::handle(req.store, req.method, target, req.query, req.headers, body);
+    match serviceaccount::ServiceAccounts::scope(sas, handled).await {
         Ok(r) => r,
         Err(s) => s.into_response(),
     }
@@ -309,11 +346,12 @@ async fn authenticate(mut request: Request, next: Next) -> Response {
             .strip_prefix("Bearer ")?
             .trim()
             .to_string();
-        request
-            .extensions()
-            .get::<Arc<TokenFile>>()?
-            .user(&token)
-            .cloned()
+        let ext = request.extensions();
+        if let Some(u) = ext.get::<Arc<TokenFile>>().and_then(|f| f.user(&token)) {
+            return Some(u.clone());
+        }
+        let sas = ext.get::<Arc<serviceaccount::ServiceAccounts>>()?;
+        sas.authenticate(ext.get::<Store>()?, &token)
     });
     let Some(user) = user else {
         return Status::unauthorized().into_response();
@@ -387,6 +425,7 @@ pub async fn serve(
     store: Store,
 ) -> Result<(), ApiServerError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(&cfg.pki)?));
+    let sas = Arc::new(serviceaccount::ServiceAccounts::load(&cfg.pki)?);
     if let Err(s) = namespaces::ensure_system(&store).await {
         warn!(error = %s.message, "creating the system namespaces failed; they are retried at the next start");
     }
@@ -396,7 +435,7 @@ pub async fn serve(
     if let Err(s) = namespaces::ensure_api_service(&store, cfg.listen.port()).await {
         warn!(error = %s.message, "creating the kubernetes service failed; it is retried at the next start");
     }
-    let app = routes(&cfg, store);
+    let app = routes(&cfg, store, sas);
     info!(listen = %cfg.listen, "API server serving");
     loop {
         let (tcp, peer) = match listener.accept().await {

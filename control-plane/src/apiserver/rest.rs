@@ -470,6 +470,7 @@ async fn store_new(
     };
     namespace_ready(store, &target).await?;
     objects::prepare_create(res, &mut obj);
+    super::serviceaccount::admission::on_create(store, res.group, res.kind, &mut obj).await?;
     admit(res, &mut obj, None)?;
     if let Some(m) = manager {
         let now = objects::now_rfc3339();

@@ -22,6 +22,7 @@
 //! | [`daemonset`] | one pod per eligible node for each DaemonSet |
 //! | [`statefulset`] | ordered pods with stable names and claims for each StatefulSet |
 //! | [`history`] | ControllerRevisions shared by DaemonSets and StatefulSets |
+//! | [`serviceaccounts`] | a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap in every namespace |
 //! | [`endpoints`] | Endpoints and EndpointSlices of every Service with a selector |
 //! | [`resourcequota`], [`quota_usage`] | each ResourceQuota's hard and used amounts |
 //! | [`volume_binding`] | claims bound to matching volumes; volumes of deleted claims released |
@@ -44,6 +45,7 @@ pub mod quota_usage;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod selector;
+pub mod serviceaccounts;
 pub mod statefulset;
 pub mod store;
 pub mod volume_binding;
@@ -219,6 +221,7 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     ("cronjob", cronjob::start),
     ("daemonset", daemonset::start),
     ("statefulset", statefulset::start),
+    ("serviceaccount", serviceaccounts::start),
     ("endpoint", endpoints::subsets::start),
     ("endpointslice", endpoints::slices::start),
     ("resourcequota", resourcequota::start),

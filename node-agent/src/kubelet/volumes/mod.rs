@@ -67,6 +67,32 @@ pub trait ObjectSource: Send + Sync {
     async fn node_allocatable(&self) -> Result<BTreeMap<String, Quantity>, VolumeError> {
         Ok(BTreeMap::new())
     }
+    /// A service-account token bound to the pod (projected `serviceAccountToken` sources),
+    /// fresh enough to write out. The default issues none: sources without an API server
+    /// cannot.
+    async fn service_account_token(&self, request: &TokenRequest<'_>) -> Result<String, VolumeError> {
+        Err(VolumeError::Source(format!(
+            "no token issuer for service account \"{}\"",
+            request.service_account
+        )))
+    }
+}
+
+/// What a projected `serviceAccountToken` source asks of [`ObjectSource::service_account_token`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenRequest<'a> {
+    /// The pod's namespace.
+    pub namespace: &'a str,
+    /// The pod's `serviceAccountName`.
+    pub service_account: &'a str,
+    /// The pod the token is bound to.
+    pub pod_name: &'a str,
+    /// Its uid.
+    pub pod_uid: &'a str,
+    /// The audience; `None` is the API server's own.
+    pub audience: Option<&'a str>,
+    /// The lifetime asked for (the projection's `expirationSeconds`, default 3600).
+    pub expiration_seconds: i64,
 }
 
 /// One set-up volume: what containers bind-mount, and whether it must be read-only.

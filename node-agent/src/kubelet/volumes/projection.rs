@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, VolumeProjection};
+use k8s_openapi::api::core::v1::{
+    DownwardAPIVolumeFile, KeyToPath, Pod, ServiceAccountTokenProjection, VolumeProjection,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::atomic_writer::{FileProjection, Payload};
 use super::error::SetUpError;
-use super::ObjectSource;
+use super::{ObjectSource, TokenRequest};
 use crate::kubelet::downward;
 
 /// The API's default file mode (0644) for every volume kind here.
@@ -173,8 +175,53 @@ pub(crate) fn downward_payload(
     Ok(payload)
 }
 
+/// A `serviceAccountToken` source's one file: a token for the pod's service account, bound
+/// to the pod, from the object source (which caches and refreshes it as upstream's token
+/// manager does).
+async fn token_payload(
+    pod: &Pod,
+    namespace: &str,
+    t: &ServiceAccountTokenProjection,
+    default_mode: u32,
+    source: &dyn ObjectSource,
+) -> Result<Payload, SetUpError> {
+    let meta = &pod.metadata;
+    let service_account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    let request = TokenRequest {
+        namespace,
+        service_account,
+        pod_name: meta.name.as_deref().unwrap_or_default(),
+        pod_uid: meta.uid.as_deref().unwrap_or_default(),
+        audience: t.audience.as_deref().filter(|a| !a.is_empty()),
+        expiration_seconds: t
+            .expiration_seconds
+            .unwrap_or(DEFAULT_TOKEN_EXPIRATION_SECONDS),
+    };
+    let token = source
+        .service_account_token(&request)
+        .await
+        .map_err(|e| SetUpError::Source(format!("failed to fetch token: {e}")))?;
+    let mut payload = Payload::new();
+    payload.insert(
+        t.path.clone(),
+        FileProjection {
+            data: token.into_bytes(),
+            mode: default_mode,
+        },
+    );
+    Ok(payload)
+}
+
+/// A projection's token lifetime when it names none (the API's default).
+const DEFAULT_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
 /// The files of a projected volume's sources, later sources overriding earlier ones at the same
-/// path. Service account token sources are skipped: tokens are not issued on this node yet.
+/// path.
 pub(crate) async fn projected_payload(
     pod: &Pod,
     namespace: &str,
@@ -211,12 +258,8 @@ pub(crate) async fn projected_payload(
                 default_mode,
                 allocatable,
             )
-        } else if s.service_account_token.is_some() {
-            tracing::warn!(
-                pod = pod.metadata.name.as_deref().unwrap_or_default(),
-                "projected serviceAccountToken source skipped: tokens are not issued yet"
-            );
-            Ok(Payload::new())
+        } else if let Some(t) = &s.service_account_token {
+            token_payload(pod, namespace, t, default_mode, source).await
         } else if let Some(b) = &s.cluster_trust_bundle {
             if b.optional.unwrap_or(false) {
                 Ok(Payload::new())

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeCl
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::Metadata;
 
-use super::{ObjectSource, VolumeError};
+use super::{ObjectSource, TokenRequest, VolumeError};
 
 /// Objects by `namespace/name` (PersistentVolumes by name), replaceable at any time; the next
 /// `prepare` sees the change.
@@ -24,6 +24,7 @@ struct Objects {
     claims: BTreeMap<String, PersistentVolumeClaim>,
     volumes: BTreeMap<String, PersistentVolume>,
     allocatable: BTreeMap<String, Quantity>,
+    tokens: BTreeMap<String, String>,
 }
 
 fn key<T: Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(
@@ -67,6 +68,15 @@ impl StaticObjects {
         });
     }
 
+    /// Sets the token every pod of service account `namespace/name` gets (tests; static pods
+    /// have no service-account tokens upstream).
+    pub fn insert_token(&self, namespace: &str, name: &str, token: &str) {
+        self.with(|o| {
+            o.tokens
+                .insert(format!("{namespace}/{name}"), token.to_string());
+        });
+    }
+
     /// Sets the node's allocatable resources.
     pub fn set_allocatable(&self, allocatable: BTreeMap<String, Quantity>) {
         self.with(|o| o.allocatable = allocatable);
@@ -86,6 +96,20 @@ impl StaticObjects {
 
 #[tonic::async_trait]
 impl ObjectSource for StaticObjects {
+    async fn service_account_token(&self, r: &TokenRequest<'_>) -> Result<String, VolumeError> {
+        self.read(|o| {
+            o.tokens
+                .get(&format!("{}/{}", r.namespace, r.service_account))
+                .cloned()
+        })
+        .ok_or_else(|| {
+            VolumeError::Source(format!(
+                "serviceaccounts \"{}\" not found",
+                r.service_account
+            ))
+        })
+    }
+
     async fn config_map(&self, ns: &str, name: &str) -> Result<Option<ConfigMap>, VolumeError> {
         Ok(self.read(|o| o.config_maps.get(&format!("{ns}/{name}")).cloned()))
     }

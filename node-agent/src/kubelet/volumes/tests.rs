@@ -565,6 +565,7 @@ async fn projected_volume_merges_sources_on_tmpfs() {
     let src = MapSource::default();
     src.put_config_map("ca", &[("ca.crt", "CERT")], &[]);
     src.put_secret("tok", &[("token", b"t0k")]);
+    src.insert_token("default", "default", "jwt");
     let sources = vec![
         VolumeProjection {
             config_map: Some(ConfigMapProjection {
@@ -627,7 +628,8 @@ async fn projected_volume_merges_sources_on_tmpfs() {
         fs::read_to_string(path.join("namespace")).unwrap(),
         "default"
     );
-    assert!(!path.join("sa-token").exists(), "tokens are not issued yet");
+    assert_eq!(fs::read_to_string(path.join("sa-token")).unwrap(), "jwt");
+    assert_eq!(mode(&path.join("sa-token")), 0o444);
 
     // Two missing sources: upstream's aggregate.
     let missing = Volume {
