@@ -550,7 +550,11 @@ spec:
         wait_until(Duration::from_secs(75), Duration::from_millis(500), || {
             job = items(&init, &["get", "jobs"])
                 .into_iter()
-                .find(|j| j["metadata"]["ownerReferences"][0]["kind"] == "CronJob")
+                // kubectl's `--from=cronjob` Job names the CronJob as its owner too.
+                .find(|j| {
+                    j["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+                        && j["metadata"]["name"] != "tick-manual"
+                })
                 .unwrap_or(Value::Null);
             !job.is_null()
         }),
