@@ -24,6 +24,7 @@ mod openapi;
 mod patch;
 mod portforward;
 mod protobuf;
+mod quota;
 mod registry;
 mod rest;
 mod selectors;

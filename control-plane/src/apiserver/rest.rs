@@ -472,6 +472,9 @@ async fn store_new(
     objects::prepare_create(res, &mut obj);
     super::serviceaccount::admission::on_create(store, res.group, res.kind, &mut obj).await?;
     admit(res, &mut obj, None)?;
+    // ResourceQuota admission; the guard holds off other creates charged to the namespace's
+    // quotas until this one is stored.
+    let _quota = super::quota::admit(store, &target, &obj).await?;
     if let Some(m) = manager {
         let now = objects::now_rfc3339();
         managed_fields::track_update(

@@ -44,6 +44,14 @@ pub enum Object<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingRequests(pub String);
 
+/// The current time, without needing jiff's `std` feature (the API server's build lacks it).
+pub fn now() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_nanosecond(since.as_nanos() as i128).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
 /// A quantity in thousandths, `None` when it is not a quantity.
 pub fn parse(q: &Quantity) -> Option<i64> {
     quantity::parse_scaled(&q.0, 3).ok()
@@ -502,7 +510,7 @@ mod tests {
             "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "1"}}}],
             "overhead": {"cpu": "10m"}
         }}));
-        let u = usage("", "pods", &Object::Pod(&p), Timestamp::now());
+        let u = usage("", "pods", &Object::Pod(&p), now());
         assert_eq!(u["pods"], 1000);
         assert_eq!(u["count/pods"], 1000);
         assert_eq!(u["requests.cpu"], 1010);
@@ -516,7 +524,7 @@ mod tests {
     fn finished_pods_count_only_as_objects() {
         let p =
             pod(json!({"spec": {"containers": [{"name": "a"}]}, "status": {"phase": "Succeeded"}}));
-        let u = usage("", "pods", &Object::Pod(&p), Timestamp::now());
+        let u = usage("", "pods", &Object::Pod(&p), now());
         assert_eq!(u.get("pods"), None);
         assert_eq!(u["count/pods"], 1000);
     }
@@ -527,7 +535,7 @@ mod tests {
             json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}, {"port": 443}]}}),
         )
         .unwrap_or_default();
-        let u = usage("", "services", &Object::Service(&s), Timestamp::now());
+        let u = usage("", "services", &Object::Service(&s), now());
         assert_eq!(u["services"], 1000);
         assert_eq!(u["services.loadbalancers"], 1000);
         assert_eq!(u["services.nodeports"], 2000);
@@ -542,7 +550,7 @@ mod tests {
             "",
             "persistentvolumeclaims",
             &Object::Claim(&c),
-            Timestamp::now(),
+            now(),
         );
         assert_eq!(u["persistentvolumeclaims"], 1000);
         assert_eq!(u["requests.storage"], (1i64 << 30) * 1000);
@@ -554,10 +562,10 @@ mod tests {
 
     #[test]
     fn other_kinds_count_under_both_names() {
-        let u = usage("", "configmaps", &Object::Other, Timestamp::now());
+        let u = usage("", "configmaps", &Object::Other, now());
         assert_eq!(u["configmaps"], 1000);
         assert_eq!(u["count/configmaps"], 1000);
-        let u = usage("apps", "deployments", &Object::Other, Timestamp::now());
+        let u = usage("apps", "deployments", &Object::Other, now());
         assert_eq!(u.keys().collect::<Vec<_>>(), vec!["count/deployments.apps"]);
         assert_eq!(
             parse_count_name("count/deployments.apps"),
