@@ -119,6 +119,18 @@ fn wait_ready_nodes(init: &Init, sim: &Sim, prefix: &str, n: usize) {
     );
 }
 
+/// As root `skiff init` runs a real node agent too; cordoned, the scheduler leaves it out, so
+/// every scheduled pod lands on a hollow node.
+fn cordon_real_node(init: &Init) {
+    if !is_root() {
+        return;
+    }
+    let ok = wait_until(Duration::from_secs(30), POLL, || {
+        init.kubectl(&["cordon", &init.node]).status.success()
+    });
+    assert!(ok, "cordon {}:\n{}", init.node, init.log());
+}
+
 fn apply(init: &Init, yaml: &str) {
     check_ok(
         "kubectl apply",
@@ -138,6 +150,7 @@ fn hollow_nodes_register_and_run_pods() {
     let prefix = "hollow-run-";
     let sim = Sim::start(&init, prefix, 3);
     wait_ready_nodes(&init, &sim, prefix, 3);
+    cordon_real_node(&init);
 
     // What kubectl shows of one node: the configured size, the agent's labels, a Lease.
     let node = json(&init, &["get", "node", &format!("{prefix}1")]);
@@ -257,11 +270,19 @@ fn a_silent_node_is_tainted_and_its_pods_evicted() {
     let prefix = "hollow-death-";
     let sim = Sim::start(&init, prefix, 3);
     wait_ready_nodes(&init, &sim, prefix, 3);
+    cordon_real_node(&init);
     let victim = format!("{prefix}0");
-    let tolerate = r#"
-      tolerations:
-      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 5}
-      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 5}"#;
+    let tolerations = |indent: &str| {
+        [
+            "tolerations:",
+            "- {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 5}",
+            "- {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 5}",
+        ]
+        .iter()
+        .map(|l| format!("\n{indent}{l}"))
+        .collect::<String>()
+    };
+    let (in_template, in_pod) = (tolerations("      "), tolerations("  "));
     // A ReplicaSet's pods, spread by the scheduler, and one pod pinned to the victim.
     apply(
         &init,
@@ -275,14 +296,14 @@ spec:
   template:
     metadata: {{labels: {{app: rs}}}}
     spec:
-      containers: [{{name: app, image: nginx}}]{tolerate}
+      containers: [{{name: app, image: nginx}}]{in_template}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {{name: pinned}}
 spec:
   nodeName: {victim}
-  containers: [{{name: app, image: nginx}}]{tolerate}
+  containers: [{{name: app, image: nginx}}]{in_pod}
 "#
         ),
     );
