@@ -147,6 +147,10 @@ pub struct InitArgs {
     /// address, port 10250. Port 0 picks a free port.
     #[arg(long)]
     agent_listen: Option<SocketAddr>,
+    /// Leave the scheduler and the controllers to `skiff controllers` processes elsewhere
+    /// instead of running them here.
+    #[arg(long)]
+    no_controllers: bool,
 }
 
 pub fn init(args: InitArgs) -> Result<()> {
@@ -242,6 +246,7 @@ pub fn init(args: InitArgs) -> Result<()> {
             api,
             kubeconfig,
             agent: node_agent,
+            controllers: !args.no_controllers,
         }),
     )
 }
@@ -304,6 +309,8 @@ struct Init {
     kubeconfig: PathBuf,
     /// The node agent for this machine (root only); its kubeconfig is written with the admin's.
     agent: Option<AgentConfig>,
+    /// Whether the scheduler and the controllers run in this process.
+    controllers: bool,
 }
 
 /// Runs a store member and, for `init`, the API server in front of it (writing the admin
@@ -329,6 +336,7 @@ fn serve_with_api(cfg: StoreConfig, init: Option<Init>) -> Result<()> {
                 api,
                 kubeconfig,
                 agent,
+                controllers,
             }) = init
             else {
                 return std::future::pending::<Result<()>>().await;
@@ -341,7 +349,9 @@ fn serve_with_api(cfg: StoreConfig, init: Option<Init>) -> Result<()> {
                 tokio::spawn(run_node_agent(agent));
             }
             pki::write_admin_kubeconfig(&api.pki, &server, &kubeconfig)?;
-            tokio::spawn(crate::controllers_cmd::run_in_process(kubeconfig.clone()));
+            if controllers {
+                tokio::spawn(crate::controllers_cmd::run_in_process(kubeconfig.clone()));
+            }
             apiserver::serve(api, listener, api_store).await?;
             Ok(())
         };
