@@ -168,6 +168,25 @@ async fn bench(b: ScheduleBench) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let registered_in = t.elapsed();
+    // Other nodes (as root, `skiff init` runs a real agent) are cordoned, so every pod lands
+    // on a hollow node.
+    for n in nodes.list_metadata(&ListParams::default()).await?.items {
+        let Some(name) = n.metadata.name else {
+            continue;
+        };
+        if !name.starts_with(&config.prefix) {
+            let patch = serde_json::json!({"spec": {"unschedulable": true}});
+            nodes
+                .patch(
+                    &name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .with_context(|| format!("cordoning {name}"))?;
+            println!("cordoned {name}: pods go to hollow nodes only");
+        }
+    }
     let rss_nodes = b.init_pid.and_then(|p| proc_status_mb(p, "VmRSS:"));
     println!(
         "== {} hollow nodes registered in {:.1} s; control plane RSS {:.0} MB before, {:.0} MB with the nodes; this process (hollow nodes + bench) {:.0} MB",

@@ -349,7 +349,7 @@ pub fn desired_taints(node: &Node, mode: NoExecute, now: Timestamp) -> Vec<Taint
                 key: key.into(),
                 effect: effect.into(),
                 value: None,
-                time_added: (effect == "NoExecute").then(|| Time(now)),
+                time_added: (effect == "NoExecute").then_some(Time(now)),
             }),
         }
     }
