@@ -82,23 +82,25 @@ pub fn start(ctx: &Arc<Context>) -> Vec<BoxFuture<'static, ()>> {
     ctx.pods.on_change(move |change| {
         let Some(c) = weak.upgrade() else { return };
         let pod = match change {
-            Change::Added(p) | Change::Deleted(p) => p,
-            Change::Updated { old, new } => {
-                let now = Timestamp::now();
-                let facts = |p: &k8s_openapi::api::core::v1::Pod| {
-                    (
-                        usage::pod_counts(p, now),
-                        p.metadata.deletion_timestamp.is_some(),
-                        p.spec.clone(),
-                    )
-                };
-                if facts(old) == facts(new) {
-                    return;
-                }
-                new
-            }
+            Change::Added(p) | Change::Deleted(p) | Change::Updated { new: p, .. } => p,
         };
-        requeue_namespace(&c.ctx, &c.queue, pod.metadata.namespace.as_deref());
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        if c.ctx.resourcequotas.store().list_namespace(ns).is_empty() {
+            return;
+        }
+        if let Change::Updated { old, new } = change {
+            let now = usage::now();
+            let facts = |p: &k8s_openapi::api::core::v1::Pod| {
+                (
+                    usage::pod_counts(p, now),
+                    p.metadata.deletion_timestamp.is_some(),
+                )
+            };
+            if facts(old) == facts(new) && old.spec == new.spec {
+                return;
+            }
+        }
+        requeue_namespace(&c.ctx, &c.queue, Some(ns));
     });
     let weak = Arc::downgrade(&c);
     ctx.services.on_change(move |change| {
@@ -185,7 +187,7 @@ impl ResourceQuotaController {
         let hard: BTreeSet<String> = spec_hard.keys().cloned().collect();
         let sources: BTreeSet<(String, String)> =
             hard.iter().filter_map(|r| usage::source_of(r)).collect();
-        let now = Timestamp::now();
+        let now = usage::now();
         let ns = key.namespace.as_str();
         let mut total = Usage::new();
         let mut listed: Vec<(String, String)> = Vec::new();
@@ -286,7 +288,7 @@ impl ResourceQuotaController {
                 continue;
             };
             let n = self.count(&key.namespace, &resource).await?;
-            let one = usage::usage(group, plural, &Object::Other, Timestamp::now());
+            let one = usage::usage(group, plural, &Object::Other, usage::now());
             for (k, v) in one {
                 total.insert(k, v.saturating_mul(n as i64));
             }
@@ -376,7 +378,7 @@ mod tests {
                 json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "4"}}}]}, "status": {"phase": "Failed"}}),
             ),
         ];
-        let total = cached_usage(&quota, &pods, "pods", |p| Object::Pod(p), Timestamp::now());
+        let total = cached_usage(&quota, &pods, "pods", |p| Object::Pod(p), usage::now());
         let hard: BTreeSet<String> = usage::hard(&quota).into_keys().collect();
         let used = used_for(&hard, &total);
         let list = usage::to_list(&used);
@@ -398,7 +400,7 @@ mod tests {
                 json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]}}),
             ),
         ];
-        let total = cached_usage(&quota, &pods, "pods", |p| Object::Pod(p), Timestamp::now());
+        let total = cached_usage(&quota, &pods, "pods", |p| Object::Pod(p), usage::now());
         assert_eq!(total.get("pods"), Some(&1000));
     }
 }

@@ -2,7 +2,7 @@
 //! object of the same name whose subsets group the selected pods' addresses by the ports
 //! they offer, ready ones in `addresses` and the others in `notReadyAddresses`; at most 1000
 //! addresses, ready ones kept first, with `endpoints.kubernetes.io/over-capacity: truncated`
-//! when some are cut. The Endpoints of a deleted Service go with it.
+//! when some are cut. The Endpoints this controller wrote go with their Service.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -164,7 +164,15 @@ impl EndpointsController {
         let api: Api<Endpoints> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let current = self.ctx.endpoints.store().get(key);
         let Some(svc) = self.ctx.services.store().get(key) else {
-            if current.is_some() {
+            // Only Endpoints this controller wrote (they carry its trigger time) go with the
+            // Service; a user's Endpoints without a Service are theirs.
+            let ours = current.as_ref().is_some_and(|c| {
+                c.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(TRIGGER_TIME_ANNOTATION))
+            });
+            if ours {
                 tracing::debug!("service gone; deleting its endpoints");
                 match api.delete(&key.name, &DeleteParams::default()).await {
                     Ok(_) => {}
