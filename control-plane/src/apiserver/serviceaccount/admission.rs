@@ -19,7 +19,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::jwt::{LegacyClaims, LEGACY_ISSUER};
-use super::{lookup_linearized, uid_of, username, ServiceAccounts};
+use super::{lookup, lookup_linearized, uid_of, username, ServiceAccounts};
 use crate::apiserver::objects;
 use crate::apiserver::status::Status;
 use crate::store::Store;
@@ -77,7 +77,12 @@ async fn admit_pod(store: &Store, pod: &mut Value) -> Result<(), Status> {
         .unwrap_or_else(|| "default".to_string());
     spec.insert("serviceAccountName".into(), json!(sa_name));
     spec.insert("serviceAccount".into(), json!(sa_name));
-    let sa = lookup_linearized(store, "serviceaccounts", Some(&ns), &sa_name).await?;
+    // This member's copy first, as upstream reads its informer cache; a miss is read again
+    // linearizably, as upstream falls back to a live lookup.
+    let sa = match lookup(store, "serviceaccounts", Some(&ns), &sa_name) {
+        Some(sa) => Some(sa),
+        None => lookup_linearized(store, "serviceaccounts", Some(&ns), &sa_name).await?,
+    };
     if sa.is_none() && sa_name != "default" {
         return Err(Status::forbidden(format!(
             "pods \"{pod_name}\" is forbidden: error looking up service account {ns}/{sa_name}: serviceaccount \"{sa_name}\" not found"
