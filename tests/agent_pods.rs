@@ -576,9 +576,15 @@ fn image_users_given_by_name_come_from_the_images_passwd() {
         let t = &container_status(&p, "main")["state"]["terminated"];
         assert_eq!(t["message"].as_str().map(str::trim), Some(ids), "{p}");
     }
-    let p = c.wait_pod("ghost", Duration::from_secs(30), "CreateContainerConfigError", |p| {
-        container_status(p, "main")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
-    });
+    let p = c.wait_pod(
+        "ghost",
+        Duration::from_secs(30),
+        "CreateContainerConfigError",
+        |p| {
+            container_status(p, "main")["state"]["waiting"]["reason"]
+                == "CreateContainerConfigError"
+        },
+    );
     let msg = container_status(&p, "main")["state"]["waiting"]["message"]
         .as_str()
         .unwrap_or_default()
@@ -1111,10 +1117,7 @@ fn seccomp_profiles_filter_syscalls() {
     let profile = |p: &str| format!("  securityContext:\n    seccompProfile:\n{p}");
     for (pod, extra) in [
         ("unconfined", String::new()),
-        (
-            "runtime-default",
-            profile("      type: RuntimeDefault\n"),
-        ),
+        ("runtime-default", profile("      type: RuntimeDefault\n")),
         (
             "localhost",
             profile("      type: Localhost\n      localhostProfile: deny-chmod.json\n"),
@@ -1136,11 +1139,21 @@ fn seccomp_profiles_filter_syscalls() {
             p["status"]["phase"] == "Succeeded"
         });
         let t = &container_status(&p, "main")["state"]["terminated"];
-        assert_eq!(t["message"].as_str().map(str::trim), Some(want), "{pod}: {p}");
+        assert_eq!(
+            t["message"].as_str().map(str::trim),
+            Some(want),
+            "{pod}: {p}"
+        );
     }
-    let p = c.wait_pod("missing", Duration::from_secs(30), "CreateContainerConfigError", |p| {
-        container_status(p, "main")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
-    });
+    let p = c.wait_pod(
+        "missing",
+        Duration::from_secs(30),
+        "CreateContainerConfigError",
+        |p| {
+            container_status(p, "main")["state"]["waiting"]["reason"]
+                == "CreateContainerConfigError"
+        },
+    );
     let msg = container_status(&p, "main")["state"]["waiting"]["message"].to_string();
     assert!(msg.contains("failed to load seccomp profile"), "{msg}");
 }

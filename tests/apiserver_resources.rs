@@ -684,7 +684,10 @@ fn kubectl_rollout_history_lists_the_deployments_revisions() {
     // carrying the Deployment's change-cause at the time.
     let revisions = |n: usize| {
         wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
-            init.ok(&["get", "replicasets", "-o", "name"]).lines().count() == n
+            init.ok(&["get", "replicasets", "-o", "name"])
+                .lines()
+                .count()
+                == n
         })
     };
     assert!(revisions(1), "no first revision");

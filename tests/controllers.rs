@@ -14,7 +14,6 @@ mod common;
 use common::cluster::*;
 use common::control_plane::{admin_curl, Init};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +28,13 @@ struct HollowKubelet {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn api_json(pki: &PathBuf, api: &str, method: &str, path: &str, body: Option<&str>) -> Value {
+fn api_json(
+    pki: &std::path::Path,
+    api: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Value {
     let mut cmd = admin_curl(pki);
     cmd.args(["-sS", "-X", method]);
     if body.is_some() {

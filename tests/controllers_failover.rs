@@ -79,9 +79,11 @@ fn a_new_controller_manager_takes_over_without_duplicate_pods() {
         "--replicas=5",
     ]);
     assert!(
-        wait_until(Duration::from_secs(30), Duration::from_millis(100), || pods(
-            &init
-        ) == 5),
+        wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || pods(&init) == 5
+        ),
         "the leader did not create 5 pods"
     );
 
@@ -112,9 +114,11 @@ fn a_new_controller_manager_takes_over_without_duplicate_pods() {
 
     init.ok(&["scale", "deployment", "web", "--replicas=8"]);
     assert!(
-        wait_until(Duration::from_secs(30), Duration::from_millis(100), || pods(
-            &init
-        ) == 8),
+        wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || pods(&init) == 8
+        ),
         "the new leader did not scale to 8 pods:\n{}",
         std::fs::read_to_string(&members[successor].log).unwrap_or_default()
     );

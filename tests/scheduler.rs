@@ -154,26 +154,26 @@ fn scheduler_binds_reports_unschedulable_pods_and_preempts() {
 
 /// The scenario proper, while the nodes heartbeat.
 fn scenario(init: &Init) {
-    let nodes = get_json(&init, &["get", "nodes"])
+    let nodes = get_json(init, &["get", "nodes"])
         .and_then(|l| l["items"].as_array().map(Vec::len))
         .unwrap_or(0);
 
     // Bound by selector, with a Scheduled event.
-    create_pod(&init, "web", "500m", Some("b"), None);
-    wait_bound(&init, "web", "sched-b");
-    let ok = wait_until(T, POLL, || !events(&init, "web", "Scheduled").is_empty());
+    create_pod(init, "web", "500m", Some("b"), None);
+    wait_bound(init, "web", "sched-b");
+    let ok = wait_until(T, POLL, || !events(init, "web", "Scheduled").is_empty());
     assert!(ok, "no Scheduled event for web");
     assert_eq!(
-        events(&init, "web", "Scheduled"),
+        events(init, "web", "Scheduled"),
         vec!["Successfully assigned default/web to sched-b"]
     );
 
     // Bound by resources: a filler on zone a, then a pod too big for any node.
-    create_pod(&init, "filler", "1500m", Some("a"), None);
-    wait_bound(&init, "filler", "sched-a");
-    create_pod(&init, "huge", "3", None, None);
+    create_pod(init, "filler", "1500m", Some("a"), None);
+    wait_bound(init, "filler", "sched-a");
+    create_pod(init, "huge", "3", None, None);
     let condition = || {
-        get_json(&init, &["get", "pod", "huge"]).and_then(|p| {
+        get_json(init, &["get", "pod", "huge"]).and_then(|p| {
             p["status"]["conditions"]
                 .as_array()?
                 .iter()
@@ -203,14 +203,14 @@ fn scenario(init: &Init) {
             "{message}"
         );
     }
-    assert_eq!(node_of(&init, "huge"), "");
+    assert_eq!(node_of(init, "huge"), "");
     let ok = wait_until(T, POLL, || {
-        events(&init, "huge", "FailedScheduling").contains(&message)
+        events(init, "huge", "FailedScheduling").contains(&message)
     });
     assert!(
         ok,
         "no FailedScheduling event with {message:?}: {:?}",
-        events(&init, "huge", "FailedScheduling")
+        events(init, "huge", "FailedScheduling")
     );
 
     // A higher-priority pod preempts the filler and takes its place.
@@ -220,13 +220,13 @@ fn scenario(init: &Init) {
         "create priority class",
         &init.kubectl_in(&["create", "-f", "-"], Some(class.to_string().as_bytes())),
     );
-    create_pod(&init, "vip", "1", Some("a"), Some("sched-test-high"));
+    create_pod(init, "vip", "1", Some("a"), Some("sched-test-high"));
     let ok = wait_until(T, POLL, || {
-        get_json(&init, &["get", "pod", "filler"]).is_none()
+        get_json(init, &["get", "pod", "filler"]).is_none()
     });
     assert!(ok, "the filler was not preempted:\n{}", init.log());
-    wait_bound(&init, "vip", "sched-a");
-    let ok = wait_until(T, POLL, || !events(&init, "filler", "Preempted").is_empty());
+    wait_bound(init, "vip", "sched-a");
+    let ok = wait_until(T, POLL, || !events(init, "filler", "Preempted").is_empty());
     assert!(ok, "no Preempted event for the filler");
-    assert_eq!(node_of(&init, "huge"), "", "huge still fits nowhere");
+    assert_eq!(node_of(init, "huge"), "", "huge still fits nowhere");
 }

@@ -136,7 +136,9 @@ async fn try_acquire_or_renew(
     let mine = holder.as_deref() == Some(identity);
     let duration = spec
         .lease_duration_seconds
-        .map_or(timing.lease_duration, |s| Duration::from_secs(s.max(1) as u64));
+        .map_or(timing.lease_duration, |s| {
+            Duration::from_secs(s.max(1) as u64)
+        });
     if !mine && holder.is_some() && observed.at.elapsed() < duration {
         return Ok(false);
     }

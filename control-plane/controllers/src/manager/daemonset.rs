@@ -987,7 +987,7 @@ mod tests {
             &[],
             &[("node.kubernetes.io/network-unavailable", "NoSchedule")],
         );
-        assert_eq!(should_run(&base, &net).0, false);
+        assert!(!should_run(&base, &net).0);
         let host = pod_spec_for(
             &PodSpec {
                 host_network: Some(true),
@@ -1003,8 +1003,10 @@ mod tests {
         let pinned = pod_spec_for(&base, Some("a"));
         assert!(should_run(&pinned, &node("a", &[], &[])).0);
         assert!(!should_run(&pinned, &node("b", &[], &[])).0);
-        let mut p = Pod::default();
-        p.spec = Some(pinned);
+        let p = Pod {
+            spec: Some(pinned),
+            ..Default::default()
+        };
         assert_eq!(target_node(&p).as_deref(), Some("a"));
         let gt = NodeSelector {
             node_selector_terms: vec![NodeSelectorTerm {

@@ -195,11 +195,13 @@ mod tests {
 
     #[test]
     fn revision_data_round_trips_and_hashes_stably() {
-        let mut t = PodTemplateSpec::default();
-        t.metadata = Some(ObjectMeta {
-            labels: Some([("app".to_string(), "x".to_string())].into()),
+        let t = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some([("app".to_string(), "x".to_string())].into()),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         let data = template_patch(&t);
         assert_eq!(data["spec"]["template"]["$patch"], "replace");
         let rev = ControllerRevision {

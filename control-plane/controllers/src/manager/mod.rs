@@ -37,8 +37,8 @@ pub mod expectations;
 pub mod gc;
 pub mod history;
 pub mod informer;
-pub mod node_lifecycle;
 pub mod job;
+pub mod node_lifecycle;
 pub mod podutil;
 pub mod queue;
 pub mod quota_usage;
@@ -55,7 +55,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     Endpoints, Node, PersistentVolume, PersistentVolumeClaim, Pod, ResourceQuota, Service,
@@ -175,14 +177,34 @@ impl Context {
             Box::pin(self.cronjobs.clone().run(Api::all(self.client.clone()))),
             Box::pin(self.daemonsets.clone().run(Api::all(self.client.clone()))),
             Box::pin(self.statefulsets.clone().run(Api::all(self.client.clone()))),
-            Box::pin(self.controllerrevisions.clone().run(Api::all(self.client.clone()))),
+            Box::pin(
+                self.controllerrevisions
+                    .clone()
+                    .run(Api::all(self.client.clone())),
+            ),
             Box::pin(self.nodes.clone().run(Api::all(self.client.clone()))),
             Box::pin(self.services.clone().run(Api::all(self.client.clone()))),
             Box::pin(self.endpoints.clone().run(Api::all(self.client.clone()))),
-            Box::pin(self.endpointslices.clone().run(Api::all(self.client.clone()))),
-            Box::pin(self.resourcequotas.clone().run(Api::all(self.client.clone()))),
-            Box::pin(self.persistentvolumes.clone().run(Api::all(self.client.clone()))),
-            Box::pin(self.persistentvolumeclaims.clone().run(Api::all(self.client.clone()))),
+            Box::pin(
+                self.endpointslices
+                    .clone()
+                    .run(Api::all(self.client.clone())),
+            ),
+            Box::pin(
+                self.resourcequotas
+                    .clone()
+                    .run(Api::all(self.client.clone())),
+            ),
+            Box::pin(
+                self.persistentvolumes
+                    .clone()
+                    .run(Api::all(self.client.clone())),
+            ),
+            Box::pin(
+                self.persistentvolumeclaims
+                    .clone()
+                    .run(Api::all(self.client.clone())),
+            ),
         ]
     }
 

@@ -546,12 +546,7 @@ mod tests {
         let c: PersistentVolumeClaim = serde_json::from_value(json!({"spec": {
             "storageClassName": "fast", "resources": {"requests": {"storage": "1Gi"}}}}))
         .unwrap_or_default();
-        let u = usage(
-            "",
-            "persistentvolumeclaims",
-            &Object::Claim(&c),
-            now(),
-        );
+        let u = usage("", "persistentvolumeclaims", &Object::Claim(&c), now());
         assert_eq!(u["persistentvolumeclaims"], 1000);
         assert_eq!(u["requests.storage"], (1i64 << 30) * 1000);
         assert_eq!(

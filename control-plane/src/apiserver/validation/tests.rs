@@ -543,10 +543,17 @@ fn pod_updates_are_limited() {
     assert!(check_update("", "Pod", old.clone(), image).is_empty());
     let mut bound = old.clone();
     bound["spec"]["nodeName"] = json!("node-1");
-    assert!(check_update("", "Pod", old.clone(), bound.clone()).is_empty(), "binding");
+    assert!(
+        check_update("", "Pod", old.clone(), bound.clone()).is_empty(),
+        "binding"
+    );
     let mut moved = bound.clone();
     moved["spec"]["nodeName"] = json!("node-2");
-    assert_eq!(check_update("", "Pod", bound, moved).len(), 1, "a bound pod stays");
+    assert_eq!(
+        check_update("", "Pod", bound, moved).len(),
+        1,
+        "a bound pod stays"
+    );
     let mut ports = old.clone();
     ports["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80}]);
     let errs = check_update("", "Pod", old, ports);

@@ -70,7 +70,10 @@ pub trait ObjectSource: Send + Sync {
     /// A service-account token bound to the pod (projected `serviceAccountToken` sources),
     /// fresh enough to write out. The default issues none: sources without an API server
     /// cannot.
-    async fn service_account_token(&self, request: &TokenRequest<'_>) -> Result<String, VolumeError> {
+    async fn service_account_token(
+        &self,
+        request: &TokenRequest<'_>,
+    ) -> Result<String, VolumeError> {
         Err(VolumeError::Source(format!(
             "no token issuer for service account \"{}\"",
             request.service_account
