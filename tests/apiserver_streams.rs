@@ -35,8 +35,10 @@ fn kubectl_logs_come_from_the_node_agent() {
         bad.contains("container nope is not valid for pod web"),
         "{bad}"
     );
+    // No node matches its selector, so the scheduler leaves it unassigned.
     let unscheduled = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"idle"},
-      "spec":{"containers":[{"name":"app","image":"registry.local/busybox:1.36"}]}}"#;
+      "spec":{"nodeSelector":{"skiff.test/none":"x"},
+      "containers":[{"name":"app","image":"registry.local/busybox:1.36"}]}}"#;
     check_ok(
         "pod",
         &init.kubectl_in(&["create", "-f", "-"], Some(unscheduled.as_bytes())),
