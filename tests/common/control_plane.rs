@@ -26,8 +26,23 @@ impl Drop for Init {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Only the agent's run directory lies outside the test directory.
+        // Only the agent's run directory lies outside the test directory. Pods the scheduler
+        // placed on this node hold their sandbox namespaces by bind mounts there: detach them.
         let run = Path::new("/run/skiff").join(&self.node);
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let prefix = format!("{}/", run.display());
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|p| p.starts_with(&prefix))
+            .collect();
+        points.reverse();
+        for p in points {
+            if let Ok(c) = std::ffi::CString::new(p) {
+                // SAFETY: a NUL-terminated path; MNT_DETACH takes no other arguments.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
         if run.exists() {
             let _ = std::fs::remove_dir_all(&run);
         }
