@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 const NS: &str = "watch-failover";
 const KEY_PREFIX: &str = "/registry/core/configmaps/watch-failover/";
+/// The root CA publisher's ConfigMap, which every namespace gets; not the writer's.
+const ROOT_CA: &str = "kube-root-ca.crt";
 const WATCHERS: usize = 5;
 /// Distinct configmap names the writer cycles through.
 const NAMES: u64 = 12;
@@ -153,6 +155,9 @@ impl Watcher {
             "unexpected watch event {line}"
         );
         let obj = json.get("object").expect("event object");
+        if obj.path(&["metadata", "name"]).and_then(Json::as_str) == Some(ROOT_CA) {
+            return;
+        }
         let change = object_change(ty, obj).unwrap_or_else(|e| panic!("{e} in {line}"));
         self.changes.push(change);
     }
@@ -562,6 +567,9 @@ fn watchers_see_every_event_once_in_order_across_leader_changes() {
         for ev in json.get("Events").and_then(Json::as_array).unwrap_or(&[]) {
             let kv = ev.get("kv").expect("kv");
             let (name, rv, op) = stored(kv);
+            if name == ROOT_CA {
+                continue;
+            }
             let deleted = ev.get("type").and_then(Json::as_u64) == Some(1);
             let (ty, op) = match (deleted, ops.get(&name)) {
                 (true, Some(&prev)) => ("DELETED", prev),
@@ -599,10 +607,9 @@ fn watchers_see_every_event_once_in_order_across_leader_changes() {
         .and_then(Json::as_array)
         .unwrap_or(&[])
         .iter()
-        .map(|kv| {
-            let (name, rv, op) = stored(kv);
-            (name, (rv, op.expect("op")))
-        })
+        .map(stored)
+        .filter(|(name, _, _)| name != ROOT_CA)
+        .map(|(name, rv, op)| (name, (rv, op.expect("op"))))
         .collect();
 
     for (i, w) in watchers.iter().enumerate() {
