@@ -9,3 +9,4 @@ pub mod images;
 pub mod linearizability;
 pub mod pods;
 pub mod runtime;
+pub mod sim;

@@ -1,6 +1,12 @@
 //! Pod topology spread (upstream's PodTopologySpread): `DoNotSchedule` constraints filter by
 //! skew, `ScheduleAnyway` ones score. Matching pods are counted per domain once per
 //! scheduling attempt, over the nodes the constraint's policies admit.
+//!
+//! A pod with no constraints of its own that a ReplicaSet, ReplicationController or
+//! StatefulSet controls gets upstream's system defaults (hostname with maxSkew 3, zone with
+//! maxSkew 5, both `ScheduleAnyway`), so replicas spread over nodes and zones. Upstream
+//! selects the pods to count with the selectors of the pod's controller and Services; here
+//! they are the pods the same controller controls.
 
 use std::collections::HashMap;
 
@@ -14,12 +20,55 @@ use super::selectors::Selector;
 /// The label that names a node's own domain.
 const HOSTNAME: &str = "kubernetes.io/hostname";
 
+/// The label that names a node's zone.
+const ZONE: &str = "topology.kubernetes.io/zone";
+
+/// Upstream's system default constraints: (topology key, maxSkew).
+const SYSTEM_DEFAULTS: [(&str, i64); 2] = [(HOSTNAME, 3), (ZONE, 5)];
+
+/// Controllers whose pods get the system default constraints.
+const SPREAD_OWNERS: [&str; 3] = ["ReplicaSet", "ReplicationController", "StatefulSet"];
+
+/// Which pods a constraint counts.
+#[derive(Debug)]
+enum Counted {
+    /// Those its label selector matches.
+    Selected(Selector),
+    /// Those the controller with this UID controls (system defaults).
+    ControlledBy(String),
+}
+
+impl Counted {
+    fn matches(&self, pod: &PodInfo) -> bool {
+        match self {
+            Counted::Selected(s) => s.matches(&pod.labels),
+            Counted::ControlledBy(uid) => controller_uid(pod) == Some(uid.as_str()),
+        }
+    }
+}
+
+/// The UID of the controller owning `pod`, if any.
+fn controller_uid(pod: &PodInfo) -> Option<&str> {
+    controller(pod).map(|(_, uid)| uid)
+}
+
+/// (kind, uid) of the pod's controller reference.
+fn controller(pod: &PodInfo) -> Option<(&str, &str)> {
+    pod.pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| (r.kind.as_str(), r.uid.as_str()))
+}
+
 /// One compiled constraint.
 #[derive(Debug)]
 struct Constraint {
     max_skew: i64,
     key: String,
-    selector: Selector,
+    counted: Counted,
     min_domains: i64,
     honor_affinity: bool,
     honor_taints: bool,
@@ -27,6 +76,14 @@ struct Constraint {
 
 fn constraints(pod: &PodInfo, hard: bool) -> Vec<Constraint> {
     let spec = pod.spec();
+    if !hard
+        && spec
+            .topology_spread_constraints
+            .as_ref()
+            .is_none_or(Vec::is_empty)
+    {
+        return system_defaults(pod);
+    }
     spec.topology_spread_constraints
         .iter()
         .flatten()
@@ -39,11 +96,32 @@ fn constraints(pod: &PodInfo, hard: bool) -> Vec<Constraint> {
             Constraint {
                 max_skew: i64::from(c.max_skew.max(1)),
                 key: c.topology_key.clone(),
-                selector,
+                counted: Counted::Selected(selector),
                 min_domains: i64::from(c.min_domains.unwrap_or(1).max(1)),
                 honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
                 honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
             }
+        })
+        .collect()
+}
+
+/// The system default constraints for a pod its controller should spread; none otherwise.
+fn system_defaults(pod: &PodInfo) -> Vec<Constraint> {
+    let Some((kind, uid)) = controller(pod) else {
+        return Vec::new();
+    };
+    if !SPREAD_OWNERS.contains(&kind) {
+        return Vec::new();
+    }
+    SYSTEM_DEFAULTS
+        .iter()
+        .map(|(key, max_skew)| Constraint {
+            max_skew: *max_skew,
+            key: key.to_string(),
+            counted: Counted::ControlledBy(uid.to_string()),
+            min_domains: 1,
+            honor_affinity: true,
+            honor_taints: false,
         })
         .collect()
 }
@@ -56,7 +134,7 @@ fn matching(pod: &PodInfo, c: &Constraint, node: &NodeInfo) -> i64 {
             !p.terminating
                 && p.namespace == pod.namespace
                 && p.key != pod.key
-                && c.selector.matches(&p.labels)
+                && c.counted.matches(p)
         })
         .count() as i64
 }
@@ -112,7 +190,7 @@ impl SpreadState {
                 ));
             };
             let counts = &self.counts[i];
-            let self_match = i64::from(c.selector.matches(&pod.labels));
+            let self_match = i64::from(c.counted.matches(pod));
             let here = counts.get(value).copied().unwrap_or(0);
             let min = if (counts.len() as i64) < c.min_domains {
                 0
@@ -141,6 +219,9 @@ pub struct SpreadScore {
     constraints: Vec<Constraint>,
     counts: Vec<HashMap<String, i64>>,
     weights: Vec<f64>,
+    /// Whether a node must carry every topology key to count (not so for system defaults,
+    /// which skip the keys a node lacks).
+    require_all: bool,
 }
 
 /// Builds the score state; `None` without `ScheduleAnyway` constraints.
@@ -149,10 +230,18 @@ pub fn score_state(ctx: &PodContext, cache: &Cache, feasible: &[&NodeInfo]) -> O
     if constraints.is_empty() {
         return None;
     }
+    let require_all = !matches!(constraints[0].counted, Counted::ControlledBy(_));
+    let counts_on = |node: &NodeInfo| {
+        if require_all {
+            constraints.iter().all(|c| node.labels.contains_key(&c.key))
+        } else {
+            constraints.iter().any(|c| node.labels.contains_key(&c.key))
+        }
+    };
     let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
     let mut considered = 0usize;
     for node in feasible {
-        if !constraints.iter().all(|c| node.labels.contains_key(&c.key)) {
+        if !counts_on(node) {
             continue;
         }
         considered += 1;
@@ -175,7 +264,7 @@ pub fn score_state(ctx: &PodContext, cache: &Cache, feasible: &[&NodeInfo]) -> O
         })
         .collect();
     for node in cache.nodes() {
-        if !constraints.iter().all(|c| node.labels.contains_key(&c.key)) {
+        if !counts_on(node) {
             continue;
         }
         for (i, c) in constraints.iter().enumerate() {
@@ -194,6 +283,7 @@ pub fn score_state(ctx: &PodContext, cache: &Cache, feasible: &[&NodeInfo]) -> O
         constraints,
         counts,
         weights,
+        require_all,
     })
 }
 
@@ -202,12 +292,19 @@ impl SpreadScore {
     /// missing a topology key (they score 0 after normalising).
     pub fn raw(&self, node: &NodeInfo) -> Option<i64> {
         let mut score = 0f64;
+        let mut counted = false;
         for (i, c) in self.constraints.iter().enumerate() {
-            let v = node.labels.get(&c.key)?;
+            let Some(v) = node.labels.get(&c.key) else {
+                if self.require_all {
+                    return None;
+                }
+                continue;
+            };
+            counted = true;
             let n = self.counts[i].get(v).copied().unwrap_or(0);
             score += n as f64 * self.weights[i] + (c.max_skew - 1) as f64;
         }
-        Some(score.round() as i64)
+        counted.then_some(score.round() as i64)
     }
 }
 
@@ -322,5 +419,46 @@ mod tests {
         // ln(4) ≈ 1.39 for the pod in zone a.
         assert_eq!(raw, vec![Some(1), Some(0), None]);
         assert_eq!(normalize(&raw), vec![0, 100, 0]);
+    }
+
+    fn owned(mut p: Pod, kind: &str, uid: &str) -> Pod {
+        p.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                kind: kind.into(),
+                uid: uid.into(),
+                controller: Some(true),
+                ..Default::default()
+            },
+        ]);
+        p
+    }
+
+    #[test]
+    fn replicas_spread_by_default_over_nodes() {
+        let mut c = Cache::default();
+        c.set_node(node("n1", "4", "8Gi", &[(HOSTNAME, "n1")]));
+        c.set_node(node("n2", "4", "8Gi", &[(HOSTNAME, "n2")]));
+        c.add_bound(bound(owned(pod("r1", "", ""), "ReplicaSet", "rs-1"), "n1"));
+        c.add_bound(bound(owned(pod("r2", "", ""), "ReplicaSet", "rs-1"), "n1"));
+        // Another controller's pods on n2 do not count.
+        c.add_bound(bound(owned(pod("o1", "", ""), "ReplicaSet", "rs-2"), "n2"));
+        let feasible: Vec<&NodeInfo> = ["n1", "n2"].iter().map(|n| c.node(n).unwrap()).collect();
+        let i = PodInfo::new(
+            Arc::new(owned(pod("new", "", ""), "ReplicaSet", "rs-1")),
+            &Priorities::default(),
+        );
+        let ctx = PodContext::new(&i);
+        assert!(prefilter(&ctx, &c).is_none(), "defaults never filter");
+        let s = score_state(&ctx, &c, &feasible).unwrap();
+        let raw: Vec<Option<i64>> = feasible.iter().map(|n| s.raw(n)).collect();
+        // Nodes lack the zone key, so only hostname counts: 2·ln(4) + 2 ≈ 5 against 2.
+        assert_eq!(raw, vec![Some(5), Some(2)]);
+        assert_eq!(normalize(&raw), vec![40, 100]);
+
+        // Bare pods and Jobs' pods get no default constraints.
+        for p in [pod("bare", "", ""), owned(pod("j", "", ""), "Job", "job-1")] {
+            let i = PodInfo::new(Arc::new(p), &Priorities::default());
+            assert!(score_state(&PodContext::new(&i), &c, &feasible).is_none());
+        }
     }
 }
