@@ -1,12 +1,13 @@
 //! The replicated state machine: an etcd-style multi-version key-value store on sled.
 //!
 //! Every member applies the same committed commands in the same order, so everything here is
-//! deterministic. Each revision is one sled row holding every change made at it (a put is one
-//! row of one key-value; a transaction or a ranged delete, one row of many). The in-memory
+//! deterministic. Changes live in sled rows keyed by the first revision they hold: a row holds
+//! whole revisions (a put is one key-value; a transaction or a ranged delete, many), about
+//! 4 KiB of them, and a revision's row is the last one starting at or before it. The in-memory
 //! [`Index`] says which revision holds each key's value, now or in the past.
 //!
-//! Committed entries are applied in groups (see [`ApplyGroup`]): one atomic sled batch carries
-//! a group's rows together with the applied index, so after a crash the state is exactly "all
+//! Committed entries are applied in groups (see [`ApplyGroup`]): a group's rows go to sled
+//! before the applied index that covers them, so after a crash the state is exactly "all
 //! entries up to the recorded index" and the write-ahead log replays the rest.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,8 +34,12 @@ pub const MAX_TXN_OPS: usize = 128;
 pub const MIN_LEASE_TTL: i64 = 2;
 /// Most key changes a group holds before it goes to sled, which bounds its memory.
 const MAX_GROUP_CHANGES: usize = 64 * 1024;
-/// Most bytes a group's row grows to before it goes to sled.
+/// Most bytes a group's rows grow to before it goes to sled.
 const MAX_GROUP_BYTES: usize = 4 << 20;
+/// Bytes past which a group starts a new row (at the next revision). sled rewrites a whole
+/// leaf (up to 16 rows) when it consolidates one, and writes any message over a quarter of
+/// its 512 KiB segment as a separate blob file; small rows keep both cheap.
+const ROW_BYTES: usize = 4 << 10;
 /// How often a read retries when a concurrent compaction removed a row it was about to read.
 const READ_ATTEMPTS: usize = 3;
 
@@ -865,9 +870,11 @@ type Overlay = BTreeMap<Vec<u8>, Option<KeyValue>>;
 /// Nothing is visible to readers until `flush`, so replies must wait for it.
 pub struct ApplyGroup<'a> {
     mvcc: &'a Mvcc,
-    /// The group's row: every key change, in revision order, and the revision it starts at.
+    /// The group's open row: key changes in revision order, and the revision it starts at.
     row: Vec<u8>,
     row_start: Option<i64>,
+    /// Bytes of the group's rows so far, sealed and open.
+    bytes: usize,
     /// Row writes in order (`None` removes the row).
     writes: Vec<RowWrite>,
     /// Lease, member or compaction changes are not idempotent, so they go in one sled batch.
@@ -906,6 +913,7 @@ impl<'a> ApplyGroup<'a> {
             mvcc,
             row: Vec::new(),
             row_start: None,
+            bytes: 0,
             writes: Vec::new(),
             atomic: false,
             overlay: Overlay::new(),
@@ -929,7 +937,7 @@ impl<'a> ApplyGroup<'a> {
             self.stage(staged);
         }
         self.applied = Some((index, term));
-        if alone || self.changes.len() >= MAX_GROUP_CHANGES || self.row.len() >= MAX_GROUP_BYTES {
+        if alone || self.changes.len() >= MAX_GROUP_CHANGES || self.bytes >= MAX_GROUP_BYTES {
             self.flush()?;
         }
         result
@@ -937,13 +945,18 @@ impl<'a> ApplyGroup<'a> {
 
     fn stage(&mut self, s: Staged) {
         if !s.row.is_empty() {
+            if self.row.len() >= ROW_BYTES {
+                self.seal_row();
+            }
             self.row_start.get_or_insert(s.revision);
             for (sub, kv) in s.row.iter().enumerate() {
                 let rev = Rev {
                     main: s.revision,
                     sub: sub as u32,
                 };
+                let before = self.row.len();
                 push_part(&mut self.row, rev, kv);
+                self.bytes += self.row.len() - before;
                 self.changes.push((kv.key.clone(), Version::of(kv, rev)));
             }
             self.revision = s.revision;
@@ -952,6 +965,16 @@ impl<'a> ApplyGroup<'a> {
         self.writes.extend(s.raw);
         self.overlay.extend(s.overlay);
         self.compact = s.compact.or(self.compact);
+    }
+
+    /// Queues the open row for writing; the next change starts a new one.
+    fn seal_row(&mut self) {
+        if let Some(start) = self.row_start.take() {
+            self.writes.push((
+                keys::revision_row(start).to_vec(),
+                Some(std::mem::take(&mut self.row)),
+            ));
+        }
     }
 
     /// Records an entry that changes nothing.
@@ -966,13 +989,9 @@ impl<'a> ApplyGroup<'a> {
         let Some(applied) = self.applied.take() else {
             return Ok(());
         };
+        self.seal_row();
+        self.bytes = 0;
         let mut writes = std::mem::take(&mut self.writes);
-        if let Some(start) = self.row_start.take() {
-            writes.push((
-                keys::revision_row(start).to_vec(),
-                Some(std::mem::take(&mut self.row)),
-            ));
-        }
         if let Some(rev) = self.compact.take() {
             writes.extend(self.mvcc.compact_rows(rev)?);
             writes.push((
@@ -1583,6 +1602,31 @@ mod tests {
             (kv.mod_revision, kv.version, kv.value.as_slice()),
             (3, 2, &b"2"[..])
         );
+    }
+
+    #[test]
+    fn big_groups_split_into_rows_of_whole_revisions() {
+        let (_d, m) = store();
+        let mut g = ApplyGroup::new(&m).unwrap();
+        let value = "v".repeat(1000);
+        for i in 0..20u64 {
+            g.apply(2 + i, 1, &put(&format!("k{i}"), &value)).unwrap();
+        }
+        g.flush().unwrap();
+        let rows: Vec<usize> = m
+            .tree
+            .scan_prefix([keys::REVISION])
+            .map(|r| r.unwrap().1.len())
+            .collect();
+        // Four changes of 1 KB take a row past 4 KiB, so the fifth starts the next one.
+        assert_eq!(rows.len(), 5, "rows {rows:?}");
+        assert!(rows.iter().all(|&n| n < 2 * ROW_BYTES), "rows {rows:?}");
+        for i in 0..20i64 {
+            let kv = &get(&m, &format!("k{i}"), 0)[0];
+            assert_eq!((kv.mod_revision, kv.value.len()), (2 + i, 1000));
+            assert_eq!(get(&m, &format!("k{i}"), 2 + i)[0].mod_revision, 2 + i);
+        }
+        assert_eq!(m.events(2, 21, 100, true, b"").unwrap().len(), 20);
     }
 
     #[test]

@@ -67,10 +67,12 @@ pub fn trim_object<K: Resource>(obj: &mut K) {
 }
 
 /// Trims a pod to what the controllers read: metadata, node, phase, conditions, restart counts,
-/// container names, images, ports and resources (environment, commands, mounts and probes go).
+/// container names, images, ports and resources (environment, commands, mounts, probes and
+/// volumes go).
 pub fn trim_pod(pod: &mut Pod) {
     trim_meta(&mut pod.metadata);
     if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
         for c in spec
             .containers
             .iter_mut()

@@ -340,7 +340,7 @@ impl DecisionLoop {
     }
 
     fn pod_applied(&mut self, pod: Pod, now: Instant) {
-        let info = Arc::new(PodInfo::new(Arc::new(pod), &self.priorities));
+        let info = PodInfo::new(Arc::new(pod), &self.priorities);
         let key = info.key.clone();
         if !info.node_name.is_empty() {
             // Bound (by us or anyone).
@@ -353,6 +353,7 @@ impl DecisionLoop {
                 }
                 return;
             }
+            let info = Arc::new(info.slimmed());
             let old = self.cache.add_bound(info.clone());
             let relevant = match &old {
                 None => true,
@@ -367,6 +368,7 @@ impl DecisionLoop {
             // Its binding is in flight; the outcome decides.
             return;
         }
+        let info = Arc::new(info);
         if is_terminal(&info.pod) || info.terminating || !is_ours(&info.pod) || is_gated(&info.pod)
         {
             self.queue.remove(&key);

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
+use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodStatus};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::resources::{pod_requests, Resources};
 use super::selectors::{Labels, Selector};
@@ -325,6 +326,33 @@ impl PodInfo {
             start_time: start,
             pod,
         }
+    }
+
+    /// The same summary holding only the object's identity, owners and phase: what is read
+    /// of a pod once it is bound (events and deletes name it, spreading asks for its
+    /// controller). A bound pod is counted by its summary alone, so the cache of every pod
+    /// in the cluster keeps no specs or statuses.
+    pub fn slimmed(mut self) -> PodInfo {
+        let pod = &self.pod;
+        let meta = &pod.metadata;
+        let slim = Pod {
+            metadata: ObjectMeta {
+                name: meta.name.clone(),
+                namespace: meta.namespace.clone(),
+                uid: meta.uid.clone(),
+                resource_version: meta.resource_version.clone(),
+                owner_references: meta.owner_references.clone(),
+                deletion_timestamp: meta.deletion_timestamp.clone(),
+                ..Default::default()
+            },
+            spec: None,
+            status: pod.status.as_ref().map(|s| PodStatus {
+                phase: s.phase.clone(),
+                ..Default::default()
+            }),
+        };
+        self.pod = Arc::new(slim);
+        self
     }
 
     /// The pod's spec (an empty one if the object had none).
