@@ -107,6 +107,12 @@ fn bound(init: &Init, pod: &str) -> String {
         scheduled_condition(init, pod),
         init.log()
     );
+    // The binding sets PodScheduled=True in the same write as the node.
+    let c = scheduled_condition(init, pod).unwrap_or_default();
+    assert_eq!(
+        c["status"], "True",
+        "{pod} bound without PodScheduled=True: {c}"
+    );
     node_of(init, pod)
 }
 

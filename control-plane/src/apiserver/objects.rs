@@ -164,6 +164,8 @@ pub enum Part {
     Main,
     /// `/status`: only status.
     Status,
+    /// `pods/binding`: the node and the status (its PodScheduled condition), nothing else.
+    Binding,
 }
 
 /// The object an update stores: the client's version of the part it may change, the server's
@@ -186,6 +188,12 @@ pub fn prepare_update(
             let mut out = old.clone();
             out["status"] = new["status"].take();
             // Status writers may still touch labels, annotations and finalizers upstream.
+            out
+        }
+        Part::Binding => {
+            let mut out = old.clone();
+            out["spec"]["nodeName"] = new["spec"]["nodeName"].take();
+            out["status"] = new["status"].take();
             out
         }
         Part::Main => {

@@ -540,6 +540,7 @@ fn released(res: &ResourceType, obj: &Value) -> Claims {
 fn part_of(target: &Target) -> Part {
     match target.sub.map(|s| s.name) {
         Some("status") => Part::Status,
+        Some("binding") => Part::Binding,
         _ => Part::Main,
     }
 }
@@ -986,6 +987,51 @@ async fn delete_collection(
     .into_response())
 }
 
+/// pods/binding as upstream's binding storage: an unassigned pod that is not being deleted (and
+/// has the binding's uid, when it names one) gets the node and PodScheduled=True.
+fn bind(cur: &Value, node: &str, uid: &str) -> Result<Value, Status> {
+    let name = objects::name_of(cur);
+    let conflict = |why: String| {
+        Err(Status::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on pods/binding \"{name}\": {why}"),
+        ))
+    };
+    let assigned = cur["spec"]["nodeName"].as_str().unwrap_or("");
+    if !assigned.is_empty() {
+        return conflict(format!(
+            "pod {name} is already assigned to node \"{assigned}\""
+        ));
+    }
+    if !cur["metadata"]["deletionTimestamp"].is_null() {
+        return conflict(format!(
+            "pod {name} is being deleted, cannot be assigned to a host"
+        ));
+    }
+    let have = cur["metadata"]["uid"].as_str().unwrap_or("");
+    if !uid.is_empty() && uid != have {
+        return conflict(format!(
+            "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+        ));
+    }
+    let mut next = cur.clone();
+    next["spec"]["nodeName"] = json!(node);
+    let mut list = next["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                           "lastTransitionTime": objects::now_rfc3339()});
+    match list.iter_mut().find(|c| c["type"] == "PodScheduled") {
+        Some(c) if c["status"] == "True" => {}
+        Some(c) => *c = scheduled,
+        None => list.push(scheduled),
+    }
+    next["status"]["conditions"] = Value::Array(list);
+    Ok(next)
+}
+
 /// POSTs to subresources: pods/binding assigns a node, pods/eviction deletes the pod.
 async fn create_subresource(
     store: &Store,
@@ -1010,20 +1056,9 @@ async fn create_subresource(
                     )],
                 ));
             }
-            let pod = Target {
-                sub: None,
-                ..target.clone()
-            };
-            write(store, &pod, &q, Some("kube-scheduler"), |cur| {
-                if cur["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
-                    return Err(Status::new(409, "Conflict", format!(
-                        "Operation cannot be fulfilled on pods/binding \"{}\": pod {} is already assigned to node \"{}\"",
-                        objects::name_of(cur), objects::name_of(cur), cur["spec"]["nodeName"].as_str().unwrap_or("")
-                    )));
-                }
-                let mut next = cur.clone();
-                next["spec"]["nodeName"] = json!(node);
-                Ok(next)
+            let uid = doc["metadata"]["uid"].as_str().unwrap_or("").to_string();
+            write(store, target, &q, Some("kube-scheduler"), |cur| {
+                bind(cur, &node, &uid)
             })
             .await?;
             Ok((StatusCode::CREATED, Json(json!({
@@ -1057,6 +1092,45 @@ async fn create_subresource(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binding_sets_the_node_and_pod_scheduled() {
+        let pending = json!({
+            "metadata": {"name": "web", "uid": "u1"},
+            "spec": {"containers": []},
+            "status": {"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]},
+        });
+        let bound = bind(&pending, "n1", "u1").unwrap();
+        assert_eq!(bound["spec"]["nodeName"], "n1");
+        let conditions = bound["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0]["status"], "True");
+        assert!(conditions[0]["reason"].is_null());
+        assert!(conditions[0]["lastTransitionTime"].is_string());
+
+        let bare = json!({"metadata": {"name": "web", "uid": "u1"}, "spec": {}});
+        let bound_bare = bind(&bare, "n1", "").unwrap();
+        assert_eq!(
+            bound_bare["status"]["conditions"][0]["type"],
+            "PodScheduled"
+        );
+
+        for (pod, uid, why) in [
+            (bound.clone(), "u1", "is already assigned to node \"n1\""),
+            (
+                json!({"metadata": {"name": "web", "uid": "u1",
+                                    "deletionTimestamp": "2026-01-01T00:00:00Z"}}),
+                "u1",
+                "is being deleted",
+            ),
+            (pending.clone(), "u2", "UID in precondition: u2"),
+        ] {
+            let e = bind(&pod, "n2", uid).unwrap_err();
+            assert_eq!(e.code, 409);
+            assert!(e.message.contains(why), "{}", e.message);
+        }
+    }
 
     #[test]
     fn urls_name_targets() {
