@@ -26,25 +26,32 @@ impl Drop for Init {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Only the agent's run directory lies outside the test directory. Pods the scheduler
-        // placed on this node hold their sandbox namespaces by bind mounts there: detach them.
+        // Pods the scheduler placed on this node hold their sandbox namespaces by bind mounts in
+        // the agent's run directory and their volumes on tmpfs in the test directory: detach
+        // both, so neither outlives the test.
         let run = Path::new("/run/skiff").join(&self.node);
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let prefix = format!("{}/", run.display());
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|p| p.starts_with(&prefix))
-            .collect();
-        points.reverse();
-        for p in points {
-            if let Ok(c) = std::ffi::CString::new(p) {
-                // SAFETY: a NUL-terminated path; MNT_DETACH takes no other arguments.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
-        }
+        detach_mounts_under(&run);
+        detach_mounts_under(self.dir.path());
         if run.exists() {
             let _ = std::fs::remove_dir_all(&run);
+        }
+    }
+}
+
+/// Lazily unmounts every mount point below `dir`, deepest first.
+fn detach_mounts_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.reverse();
+    for p in points {
+        if let Ok(c) = std::ffi::CString::new(p) {
+            // SAFETY: a NUL-terminated path; MNT_DETACH takes no other arguments.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
 }
