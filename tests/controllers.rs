@@ -12,7 +12,7 @@
 mod common;
 
 use common::cluster::*;
-use common::control_plane::{admin_curl, Init};
+use common::control_plane::{api_json, Init};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,28 +26,6 @@ const POLL: Duration = Duration::from_millis(200);
 struct HollowKubelet {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn api_json(
-    pki: &std::path::Path,
-    api: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> Value {
-    let mut cmd = admin_curl(pki);
-    cmd.args(["-sS", "-X", method]);
-    if body.is_some() {
-        cmd.args([
-            "-H",
-            "Content-Type: application/merge-patch+json",
-            "--data-binary",
-            "@-",
-        ]);
-    }
-    cmd.arg(format!("https://{api}{path}"));
-    let out = run_with_timeout(&mut cmd, body.map(str::as_bytes), Duration::from_secs(20));
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
 fn is_ready(pod: &Value) -> bool {

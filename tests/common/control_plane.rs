@@ -1,6 +1,7 @@
 //! A single-node control plane (`skiff init`) for API server tests, and kubectl pointed at it.
 
 use super::cluster::*;
+use serde_json::Value;
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -54,6 +55,30 @@ fn detach_mounts_under(dir: &Path) {
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
+}
+
+/// A JSON request to the API server at `api` as the admin (a merge patch when it has a
+/// body); `Null` when the answer is not JSON. Usable from threads that hold no `Init`.
+pub fn api_json(
+    pki: &std::path::Path,
+    api: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Value {
+    let mut cmd = admin_curl(pki);
+    cmd.args(["-sS", "-X", method]);
+    if body.is_some() {
+        cmd.args([
+            "-H",
+            "Content-Type: application/merge-patch+json",
+            "--data-binary",
+            "@-",
+        ]);
+    }
+    cmd.arg(format!("https://{api}{path}"));
+    let out = run_with_timeout(&mut cmd, body.map(str::as_bytes), Duration::from_secs(20));
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
 /// A Node name no other test running now uses: `z-` first so it lists after the Nodes tests

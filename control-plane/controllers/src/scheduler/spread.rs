@@ -16,6 +16,7 @@ use super::cache::{Cache, NodeInfo};
 use super::filters::{reasons, Code, Plugin, PodContext, Rejection};
 use super::podinfo::PodInfo;
 use super::selectors::Selector;
+use crate::manager::claim::controller_of;
 
 /// The label that names a node's own domain.
 const HOSTNAME: &str = "kubernetes.io/hostname";
@@ -54,13 +55,7 @@ fn controller_uid(pod: &PodInfo) -> Option<&str> {
 
 /// (kind, uid) of the pod's controller reference.
 fn controller(pod: &PodInfo) -> Option<(&str, &str)> {
-    pod.pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-        .map(|r| (r.kind.as_str(), r.uid.as_str()))
+    controller_of(&pod.pod.metadata).map(|r| (r.kind.as_str(), r.uid.as_str()))
 }
 
 /// One compiled constraint.
