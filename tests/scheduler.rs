@@ -243,6 +243,19 @@ fn resources(init: &Init) {
         events(init, "huge-cpu", "FailedScheduling").contains(&message)
     });
     assert!(ok, "no FailedScheduling event with {message:?}");
+    // Only pods/binding assigns a node; an ordinary update may not.
+    let err = init.fails(&[
+        "patch",
+        "pod",
+        "huge-cpu",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"nodeName":"{}"}}}}"#, node(0)),
+    ]);
+    assert!(
+        err.contains("pod updates may not change fields other than"),
+        "{err}"
+    );
     create(init, &pod("huge-memory", "", "9Gi"));
     unschedulable(init, "huge-memory", &["4 Insufficient memory"]);
 

@@ -1,6 +1,6 @@
 //! ResourceQuota admission on create, as upstream's `ResourceQuota` admission plugin decides
-//! it: an object whose cost (counted by the same rules as the resource-quota controller, whose
-//! `quota_usage` module this file includes) would take a quota of its namespace past a hard
+//! it: an object whose cost (counted by `skiff_quota`, the rules the resource-quota controller
+//! uses too) would take a quota of its namespace past a hard
 //! limit is refused with upstream's 403 (`pods "x" is forbidden: exceeded quota: q, requested:
 //! pods=1, used: pods=2, limited: pods=2`), and a pod that does not state a compute resource a
 //! quota tracks gets upstream's `failed quota: q: must specify ...`.
@@ -11,10 +11,6 @@
 //! in this process (a lock held until the object is stored), so concurrent creates cannot
 //! both take the last unit; another API server process is not covered by that lock.
 //! Updates are not checked.
-
-#[path = "../../controllers/src/manager/quota_usage.rs"]
-#[allow(dead_code)]
-mod usage;
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -29,7 +25,7 @@ use super::registry::{self, ListOptions};
 use super::rest::Target;
 use super::status::Status;
 use crate::store::Store;
-use usage::{Object, Usage};
+use skiff_quota::{self as usage, Object, Usage};
 
 /// Most existing objects read to compute what is used; a namespace holding more is judged on
 /// the first ones (a quota that large is far beyond what a test or small cluster holds).

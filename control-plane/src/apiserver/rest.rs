@@ -570,8 +570,13 @@ async fn write(
         }
         wanted["apiVersion"] = json!(res.api_version());
         wanted["kind"] = json!(res.kind);
-        let mut next = objects::prepare_update(res, part_of(target), &cur, wanted)?;
-        admit(res, &mut next, Some(&cur))?;
+        let part = part_of(target);
+        let mut next = objects::prepare_update(res, part, &cur, wanted)?;
+        // As upstream's binding storage, binding skips update validation: `bind` alone decides
+        // whether a pod may get a node, and an ordinary update may never set one.
+        if part != Part::Binding {
+            admit(res, &mut next, Some(&cur))?;
+        }
         if let Some(m) = manager {
             let now = objects::now_rfc3339();
             let api_version = res.api_version();

@@ -24,7 +24,7 @@
 //! | [`history`] | ControllerRevisions shared by DaemonSets and StatefulSets |
 //! | [`serviceaccounts`] | a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap in every namespace |
 //! | [`endpoints`] | Endpoints and EndpointSlices of every Service with a selector |
-//! | [`resourcequota`], [`quota_usage`] | each ResourceQuota's hard and used amounts |
+//! | [`resourcequota`] (costs counted by `skiff_quota`) | each ResourceQuota's hard and used amounts |
 //! | [`volume_binding`] | claims bound to matching volumes; volumes of deleted claims released |
 
 pub mod claim;
@@ -41,7 +41,6 @@ pub mod job;
 pub mod node_lifecycle;
 pub mod podutil;
 pub mod queue;
-pub mod quota_usage;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod selector;

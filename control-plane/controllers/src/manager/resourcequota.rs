@@ -1,6 +1,6 @@
 //! The ResourceQuota controller, as upstream's: keeps every quota's `status.hard` (its
 //! `spec.hard`) and `status.used` (what the namespace's objects cost, counted by
-//! [`quota_usage`](super::quota_usage)) current. Pods, Services and claims come from the
+//! [`skiff_quota`]) current. Pods, Services and claims come from the
 //! shared caches and requeue their namespace's quotas when they change; other counted kinds
 //! (`configmaps`, `secrets`, `count/deployments.apps`, ...) are listed through the API at
 //! most every [`RECOUNT`]. Admission (the API server's `quota` module) refuses what would
@@ -20,9 +20,9 @@ use tracing::Instrument;
 
 use super::informer::Change;
 use super::queue::Queue;
-use super::quota_usage::{self as usage, Object, Usage};
 use super::store::ObjectKey;
 use super::{Context, Error};
+use skiff_quota::{self as usage, Object, Usage};
 
 /// How long counts listed through the API are reused before they are listed again.
 pub const RECOUNT: Duration = Duration::from_secs(30);

@@ -25,7 +25,6 @@ use tracing::Instrument;
 
 use super::informer::Change;
 use super::queue::Queue;
-use super::quota_usage;
 use super::store::ObjectKey;
 use super::{selector, Context, Error};
 use crate::events::{Kind, Recorder};
@@ -182,7 +181,7 @@ fn requested_storage(pvc: &PersistentVolumeClaim) -> i64 {
         .and_then(|s| s.resources.as_ref())
         .and_then(|r| r.requests.as_ref())
         .and_then(|r| r.get("storage"))
-        .and_then(quota_usage::parse)
+        .and_then(skiff_quota::parse)
         .unwrap_or(0)
 }
 
@@ -191,7 +190,7 @@ fn capacity(pv: &PersistentVolume) -> i64 {
         .as_ref()
         .and_then(|s| s.capacity.as_ref())
         .and_then(|c| c.get("storage"))
-        .and_then(quota_usage::parse)
+        .and_then(skiff_quota::parse)
         .unwrap_or(0)
 }
 

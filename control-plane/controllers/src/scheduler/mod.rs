@@ -15,7 +15,7 @@
 //! | [`preemption`] | victims and the node to preempt on |
 //! | [`fit_error`] | upstream's FailedScheduling message |
 //! | [`api`] | bindings, status patches, evictions and events, concurrently and off the loop |
-//! | [`podinfo`], [`resources`], [`quantity`], [`selectors`] | what is computed once per pod or node |
+//! | [`podinfo`], [`resources`], [`selectors`] (quantities parse with `skiff_quota::quantity`) | what is computed once per pod or node |
 //!
 //! The decision loop owns all state, so decisions need no locks and each sees every earlier
 //! one (assumed pods). Writes go to a bounded executor; binding outcomes come back to the
@@ -30,7 +30,6 @@ pub mod filters;
 pub mod fit_error;
 pub mod podinfo;
 pub mod preemption;
-pub mod quantity;
 pub mod queue;
 pub mod resources;
 pub mod scores;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::quantity;
+use skiff_quota::quantity;
 
 /// CPU a container without a CPU request counts as when spreading by score (upstream's
 /// `DefaultMilliCPURequest`), so best-effort pods do not all pile onto one node.

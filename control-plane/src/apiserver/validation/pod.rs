@@ -138,11 +138,6 @@ fn pod_update(spec: &Value, old: &Value, sp: &P, e: &mut Errs) {
         for f in ["activeDeadlineSeconds", "tolerations", "schedulingGates"] {
             m.insert(f.into(), at(old, f).clone());
         }
-        // pods/binding assigns an unbound pod's node through this same update path (upstream's
-        // binding storage skips update validation); a bound pod's node stays immutable.
-        if s(old, "nodeName").is_empty() {
-            m.insert("nodeName".into(), at(old, "nodeName").clone());
-        }
         if int(old, "terminationGracePeriodSeconds").is_some_and(|g| g < 0)
             && int(spec, "terminationGracePeriodSeconds") == Some(1)
         {

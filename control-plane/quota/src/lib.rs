@@ -2,9 +2,8 @@
 //! object counts (`pods`, `services`, `count/deployments.apps`, ...), pod compute resources
 //! (`requests.cpu`, `limits.memory`, `cpu`, ...), service node ports and load balancers, claim
 //! storage per class, and which quotas an object falls under (scopes). Pure functions, so the
-//! resource-quota controller (status.used) and the API server's quota admission (which
-//! includes this file with `#[path]`, as the API server does not depend on the controllers
-//! crate) count the same way.
+//! resource-quota controller (status.used) and the API server's quota admission count the same
+//! way.
 //!
 //! Amounts are thousandths of the resource's unit in an `i64` (cpu `250m` is 250, `1Gi` is
 //! 1073741824000), saturating, so every resource adds and compares the same way.
@@ -18,11 +17,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::Timestamp;
 
-// The API server has no scheduler module to borrow the parser from, so this file brings its own
-// copy of it (in the controllers crate, a second one next to the scheduler's).
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../scheduler/quantity.rs"]
-mod quantity;
+pub mod quantity;
 
 /// Amounts by resource name, in thousandths.
 pub type Usage = BTreeMap<String, i64>;
