@@ -387,7 +387,6 @@ impl LabelSelector {
 
     /// Whether the selector places no restriction (upstream `Empty()`): true for `""` and `{}`,
     /// false for the "nothing" selector.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         !self.nothing && self.requirements.is_empty()
     }
@@ -1262,7 +1261,6 @@ impl FieldSelector {
     }
 
     /// Whether the selector places no restriction.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.terms.is_empty()
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::Response;
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -20,6 +21,7 @@ use super::registry::{self, ListOptions};
 use super::rest::{selectors, Query, Target};
 use super::status::Status;
 use super::table;
+use crate::store::mvcc::PrevKv;
 use crate::store::{Store, StoreError};
 
 /// Lines buffered per watcher before its task waits for the client.
@@ -30,6 +32,13 @@ const STEP: usize = 256;
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
 /// Longest watch a client may ask for; upstream caps at the server's request timeout too.
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// One line of the stream.
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(rename = "type")]
+    ty: &'a str,
+    object: &'a Value,
+}
 
 /// Starts a watch on `target` per the query and returns the streaming response.
 pub async fn serve(
@@ -64,6 +73,13 @@ pub async fn serve(
         .unwrap_or_else(|| "Metadata".into());
     // A pinned name narrows the watch the way `kubectl get x -w` and reflectors pin it.
     let name = target.name.clone();
+    // A watcher that selects everything needs no previous objects but the deleted ones.
+    let selects_all = label.is_empty() && field.is_empty() && name.is_none();
+    let prev = if selects_all {
+        PrevKv::Deletes
+    } else {
+        PrevKv::All
+    };
     let prefix = target.prefix();
     let res = target.res;
     let keep = move |o: &Value| {
@@ -73,18 +89,23 @@ pub async fn serve(
                 .as_deref()
                 .is_none_or(|n| o["metadata"]["name"].as_str() == Some(n))
     };
-    let render = move |ty: &str, obj: Value| -> Bytes {
-        let rv = obj["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
+    let render = move |ty: &str, obj: &Value| -> Bytes {
+        let table;
         let object = if as_table && ty != "BOOKMARK" && ty != "ERROR" {
-            table::table(res.group, res.kind, &[obj], &rv, None, &include)
+            let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            table = table::table(
+                res.group,
+                res.kind,
+                std::slice::from_ref(obj),
+                rv,
+                None,
+                &include,
+            );
+            &table
         } else {
             obj
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
+        let mut line = serde_json::to_vec(&Line { ty, object }).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     };
@@ -101,12 +122,12 @@ pub async fn serve(
             let page = match registry::list(&store, &prefix, &ListOptions::default(), &keep).await {
                 Ok(p) => p,
                 Err(s) => {
-                    let _ = tx.send(Ok(render("ERROR", s.to_json()))).await;
+                    let _ = tx.send(Ok(render("ERROR", &s.to_json()))).await;
                     return;
                 }
             };
             for obj in page.items {
-                if tx.send(Ok(render("ADDED", obj))).await.is_err() {
+                if tx.send(Ok(render("ADDED", &obj))).await.is_err() {
                     return;
                 }
             }
@@ -117,7 +138,7 @@ pub async fn serve(
         if send_initial == Some(true) {
             let mut b = bookmark(last);
             b["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-            if tx.send(Ok(render("BOOKMARK", b))).await.is_err() {
+            if tx.send(Ok(render("BOOKMARK", &b))).await.is_err() {
                 return;
             }
         }
@@ -125,19 +146,19 @@ pub async fn serve(
         loop {
             let cur = *revisions.borrow_and_update();
             while last < cur {
-                let events = match store.mvcc().events(last + 1, cur, STEP, true, &prefix) {
+                let events = match store.mvcc().events(last + 1, cur, STEP, prev, &prefix) {
                     Ok(ev) => ev,
                     Err(StoreError::Compacted { compact_revision }) => {
                         let s = Status::expired(format!(
                             "too old resource version: {} ({compact_revision})",
                             last
                         ));
-                        let _ = tx.send(Ok(render("ERROR", s.to_json()))).await;
+                        let _ = tx.send(Ok(render("ERROR", &s.to_json()))).await;
                         return;
                     }
                     Err(e) => {
                         let _ = tx
-                            .send(Ok(render("ERROR", registry::store_error(e).to_json())))
+                            .send(Ok(render("ERROR", &registry::store_error(e).to_json())))
                             .await;
                         return;
                     }
@@ -148,8 +169,8 @@ pub async fn serve(
                     _ => cur,
                 };
                 for ev in events {
-                    if let Some((ty, obj)) = change(&ev, &prefix, &keep) {
-                        if tx.send(Ok(render(ty, obj))).await.is_err() {
+                    if let Some((ty, obj)) = change(&ev, &prefix, selects_all, &keep) {
+                        if tx.send(Ok(render(ty, &obj))).await.is_err() {
                             return;
                         }
                     }
@@ -160,7 +181,7 @@ pub async fn serve(
                 changed = revisions.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep_until(next_bookmark) => {
                     next_bookmark = Instant::now() + BOOKMARK_EVERY;
-                    if bookmarks && tx.send(Ok(render("BOOKMARK", bookmark(last)))).await.is_err() {
+                    if bookmarks && tx.send(Ok(render("BOOKMARK", &bookmark(last)))).await.is_err() {
                         return;
                     }
                 }
@@ -180,15 +201,22 @@ pub async fn serve(
 }
 
 /// The watch event one store event becomes for a watcher, given what it filters on: an
-/// object entering the selection is ADDED, leaving it is DELETED.
+/// object entering the selection is ADDED, leaving it is DELETED. When the watcher selects
+/// everything, the key's version tells a create from an update without decoding the previous
+/// object.
 fn change(
     ev: &skiff_proto::mvccpb::Event,
     prefix: &[u8],
+    selects_all: bool,
     keep: &impl Fn(&Value) -> bool,
 ) -> Option<(&'static str, Value)> {
     let kv = ev.kv.as_ref()?;
     if !kv.key.starts_with(prefix) {
         return None;
+    }
+    if selects_all && kv.version > 0 {
+        let obj = registry::decode(kv).ok()?;
+        return Some((if kv.version == 1 { "ADDED" } else { "MODIFIED" }, obj));
     }
     let prev = ev
         .prev_kv

@@ -63,6 +63,18 @@ pub enum MemberChange {
     Remove(u64),
 }
 
+/// Which history events carry the key's previous value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrevKv {
+    /// None: etcd watchers that did not ask for `prev_kv`.
+    None,
+    /// Deletes only, whose event otherwise holds no object; a watcher that selects every
+    /// object tells a create from an update by the key's version instead.
+    Deletes,
+    /// Every event.
+    All,
+}
+
 /// The multi-version store. Cheap to clone: readers share the sled tree and the index with the
 /// applier.
 #[derive(Clone)]
@@ -573,15 +585,15 @@ impl Mvcc {
 
     /// Events with revisions in `[from, to]` on keys starting with `prefix` (empty: all keys),
     /// oldest first, whole revisions only, stopping once at least `limit` are collected.
-    /// `with_prev` fills in each event's previous key-value, which costs a lookup per event, so
-    /// keys outside `prefix` are dropped before it. Fails with `Compacted` when `from` is below
-    /// the compaction point.
+    /// `prev` says which events get their previous key-value, which costs a lookup and a read
+    /// per event, so keys outside `prefix` are dropped before it. Fails with `Compacted` when
+    /// `from` is below the compaction point.
     pub fn events(
         &self,
         from: i64,
         to: i64,
         limit: usize,
-        with_prev: bool,
+        prev: PrevKv,
         prefix: &[u8],
     ) -> Result<Vec<Event>, StoreError> {
         let compacted = self.compacted()?;
@@ -612,6 +624,11 @@ impl Mvcc {
                     continue;
                 }
                 last_main = rev.main;
+                let with_prev = match prev {
+                    PrevKv::None => false,
+                    PrevKv::Deletes => kv.version == 0,
+                    PrevKv::All => true,
+                };
                 let prev_kv = if with_prev {
                     let prev = self.index.read().previous(&kv.key, rev);
                     match prev {
@@ -1506,10 +1523,10 @@ mod tests {
             ..Default::default()
         };
         m.apply(4, 1, &del).unwrap();
-        let evs = m.events(2, 4, 100, true, b"").unwrap();
+        let evs = m.events(2, 4, 100, PrevKv::All, b"").unwrap();
         assert_eq!(evs.len(), 3);
-        assert_eq!(m.events(2, 4, 100, true, b"a").unwrap().len(), 3);
-        assert!(m.events(2, 4, 100, true, b"b").unwrap().is_empty());
+        assert_eq!(m.events(2, 4, 100, PrevKv::All, b"a").unwrap().len(), 3);
+        assert!(m.events(2, 4, 100, PrevKv::All, b"b").unwrap().is_empty());
         assert_eq!(evs[2].r#type, EventType::Delete as i32);
         assert_eq!(evs[2].prev_kv.as_ref().unwrap().value, b"2");
         let compact = Command {
@@ -1521,7 +1538,7 @@ mod tests {
         };
         m.apply(5, 1, &compact).unwrap();
         assert!(matches!(
-            m.events(2, 4, 100, false, b""),
+            m.events(2, 4, 100, PrevKv::None, b""),
             Err(StoreError::Compacted {
                 compact_revision: 3
             })
@@ -1626,7 +1643,7 @@ mod tests {
             assert_eq!((kv.mod_revision, kv.value.len()), (2 + i, 1000));
             assert_eq!(get(&m, &format!("k{i}"), 2 + i)[0].mod_revision, 2 + i);
         }
-        assert_eq!(m.events(2, 21, 100, true, b"").unwrap().len(), 20);
+        assert_eq!(m.events(2, 21, 100, PrevKv::All, b"").unwrap().len(), 20);
     }
 
     #[test]
@@ -1662,10 +1679,10 @@ mod tests {
         m.apply(5, 1, &put("b", "2")).unwrap();
         assert_eq!(m.tree.scan_prefix([keys::REVISION]).count(), 2);
         // Whole revisions: a limit of one still returns both changes of revision 4.
-        let evs = m.events(4, 5, 1, true, b"").unwrap();
+        let evs = m.events(4, 5, 1, PrevKv::All, b"").unwrap();
         assert_eq!(evs.len(), 2);
         assert_eq!(evs[0].prev_kv.as_ref().unwrap().value, b"1");
-        assert_eq!(m.events(2, 5, 100, false, b"").unwrap().len(), 5);
+        assert_eq!(m.events(2, 5, 100, PrevKv::None, b"").unwrap().len(), 5);
         let compact = |rev| Command {
             op: Some(Op::Compaction(pb::CompactionRequest {
                 revision: rev,
@@ -1685,6 +1702,6 @@ mod tests {
         drop(m);
         let m = Mvcc::open(&dir).unwrap();
         assert_eq!(get(&m, "a", 5)[0].value, b"2");
-        assert_eq!(m.events(5, 5, 10, false, b"").unwrap().len(), 1);
+        assert_eq!(m.events(5, 5, 10, PrevKv::None, b"").unwrap().len(), 1);
     }
 }

@@ -90,23 +90,23 @@ where
     let mut first_error: Option<Error> = None;
     for obj in candidates {
         let meta = obj.meta();
-        let name = meta.name.clone().unwrap_or_default();
-        let matches = selector::matches(selector, meta.labels.as_ref());
+        let name = meta.name.as_deref().unwrap_or_default();
+        let matches = || selector::matches(selector, meta.labels.as_ref());
         match controller_of(meta) {
             Some(r) if r.uid != owner.uid => continue,
-            Some(_) if matches => claimed.push(obj),
+            Some(_) if matches() => claimed.push(obj),
             Some(_) => {
                 if owner.deleting {
                     continue;
                 }
-                if let Err(e) = release(api, owner, &name, meta.uid.as_deref()).await {
+                if let Err(e) = release(api, owner, name, meta.uid.as_deref()).await {
                     if !ignorable(&e) {
                         first_error.get_or_insert(e.into());
                     }
                 }
             }
             None => {
-                if owner.deleting || !matches || meta.deletion_timestamp.is_some() {
+                if owner.deleting || meta.deletion_timestamp.is_some() || !matches() {
                     continue;
                 }
                 let allowed = match adoption_allowed {
@@ -123,7 +123,7 @@ where
                 if !allowed {
                     continue;
                 }
-                match adopt(api, owner, &name, meta.uid.as_deref()).await {
+                match adopt(api, owner, name, meta.uid.as_deref()).await {
                     Ok(()) => claimed.push(obj),
                     Err(e) if ignorable(&e) => {}
                     Err(e) => {

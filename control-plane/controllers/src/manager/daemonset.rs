@@ -492,7 +492,7 @@ impl DaemonSetController {
         let owner = Owner::of(ds.as_ref());
         let pods_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let ds_api: Api<DaemonSet> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
-        let candidates = self.ctx.pods.store().list_namespace(&key.namespace);
+        let candidates = self.ctx.pods.store().claimable(&key.namespace, &owner.uid);
         let pods = claim::claim(&pods_api, &owner, &spec.selector, candidates, || async {
             match ds_api.get_opt(&key.name).await? {
                 Some(fresh) => Ok(fresh.metadata.uid == ds.metadata.uid

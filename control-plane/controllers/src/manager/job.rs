@@ -427,7 +427,10 @@ impl JobController {
         let Some(selector) = job.spec.as_ref().and_then(|s| s.selector.clone()) else {
             return Err(Error::Invalid("job has no selector".into()));
         };
-        let candidates = self.ctx.pods.store().list_namespace(&key.namespace);
+        let candidates = self.ctx.pods.store().claimable(
+            &key.namespace,
+            job.metadata.uid.as_deref().unwrap_or_default(),
+        );
         let pods_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let jobs_api: Api<Job> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let owner = Owner::of(job.as_ref());

@@ -237,7 +237,10 @@ impl ReplicaSetController {
             .ctx
             .pods
             .store()
-            .list_namespace(&key.namespace)
+            .claimable(
+                &key.namespace,
+                rs.metadata.uid.as_deref().unwrap_or_default(),
+            )
             .into_iter()
             .filter(|p| podutil::is_active(p))
             .collect();

@@ -298,7 +298,7 @@ impl StatefulSetController {
             .ctx
             .pods
             .store()
-            .list_namespace(&key.namespace)
+            .claimable(&key.namespace, &owner.uid)
             .into_iter()
             .filter(|p| {
                 ordinal_of(&key.name, p.metadata.name.as_deref().unwrap_or_default()).is_some()

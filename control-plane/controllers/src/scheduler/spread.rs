@@ -123,6 +123,15 @@ fn system_defaults(pod: &PodInfo) -> Vec<Constraint> {
 
 /// Pods on `node` in the pod's namespace, not terminating, that `c` selects.
 fn matching(pod: &PodInfo, c: &Constraint, node: &NodeInfo) -> i64 {
+    if let Counted::ControlledBy(uid) = &c.counted {
+        // A controller's pods share its namespace. The pod itself is only here when it is
+        // already placed on this node.
+        let itself = pod.node_name == node.name
+            && !pod.terminating
+            && controller_uid(pod) == Some(uid.as_str())
+            && node.pods.iter().any(|p| p.key == pod.key);
+        return node.controlled_by(uid) - i64::from(itself);
+    }
     node.pods
         .iter()
         .filter(|p| {

@@ -14,7 +14,7 @@ use skiff_proto::mvccpb::{event::EventType, Event};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::store::mvcc::in_range;
+use crate::store::mvcc::{in_range, PrevKv};
 use crate::store::{Store, StoreError};
 
 /// Events read from the log per round, which bounds one round's memory.
@@ -160,7 +160,11 @@ async fn catch_up(
             from,
             current,
             EVENTS_PER_ROUND,
-            watchers.values().any(|w| w.prev_kv),
+            if watchers.values().any(|w| w.prev_kv) {
+                PrevKv::All
+            } else {
+                PrevKv::None
+            },
             b"",
         ) {
             Ok(e) => e,

@@ -243,7 +243,10 @@ impl DeploymentController {
         let Some(spec) = d.spec.as_ref() else {
             return Ok(Vec::new());
         };
-        let candidates = self.ctx.replicasets.store().list_namespace(&key.namespace);
+        let candidates = self.ctx.replicasets.store().claimable(
+            &key.namespace,
+            d.metadata.uid.as_deref().unwrap_or_default(),
+        );
         let rs_api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let d_api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let owner = Owner::of(d);
