@@ -682,9 +682,16 @@ async fn patch_object(
         } else {
             cur.clone()
         };
-        let patched = patch::apply(kind, res, &base, &doc)?;
+        let mut patched = patch::apply(kind, res, &base, &doc)?;
         if scale {
             return objects::apply_scale(cur, &patched);
+        }
+        // The current resourceVersion the patch was applied to pins nothing: as upstream, a
+        // patch is retried against a newer object unless it names a resourceVersion itself.
+        if !names_resource_version(kind, &doc) {
+            if let Some(meta) = patched["metadata"].as_object_mut() {
+                meta.remove("resourceVersion");
+            }
         }
         warnings = field_validation(res, q, &patched)?;
         Ok(patched)
@@ -692,6 +699,17 @@ async fn patch_object(
     .await?;
     let out = if scale { objects::scale_of(&out) } else { out };
     Ok(object_response(StatusCode::OK, out, &warnings))
+}
+
+/// Whether a patch sets `metadata.resourceVersion`, making the write conditional on it.
+fn names_resource_version(kind: patch::Kind, doc: &Value) -> bool {
+    match kind {
+        patch::Kind::Json => doc.as_array().is_some_and(|ops| {
+            ops.iter()
+                .any(|op| op["path"] == "/metadata/resourceVersion")
+        }),
+        _ => !doc["metadata"]["resourceVersion"].is_null(),
+    }
 }
 
 /// Who a write is recorded against in managedFields: `?fieldManager=`, else the client's
@@ -1097,6 +1115,20 @@ async fn create_subresource(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_patch_naming_a_resource_version_is_conditional() {
+        let json = |v: Value| names_resource_version(patch::Kind::Json, &v);
+        let merge = |v: Value| names_resource_version(patch::Kind::Merge, &v);
+        assert!(!json(
+            json!([{"op": "replace", "path": "/spec/replicas", "value": 3}])
+        ));
+        assert!(json(
+            json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "5"}])
+        ));
+        assert!(!merge(json!({"metadata": {"labels": {"a": "b"}}})));
+        assert!(merge(json!({"metadata": {"resourceVersion": "5"}})));
+    }
 
     #[test]
     fn binding_sets_the_node_and_pod_scheduled() {
