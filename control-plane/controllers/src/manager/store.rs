@@ -9,6 +9,8 @@ use std::sync::{Arc, RwLock};
 
 use kube::Resource;
 
+use super::claim::controller_of;
+
 /// Where an object lives: its namespace (empty for cluster-scoped objects) and name. Queues
 /// carry keys, never objects, so a controller always acts on the newest cached state.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,11 +56,7 @@ type ClaimKey = (String, String);
 
 fn claim_key<K: Resource>(obj: &K) -> ClaimKey {
     let meta = obj.meta();
-    let controller = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
+    let controller = controller_of(meta)
         .map(|r| r.uid.clone())
         .unwrap_or_default();
     (meta.namespace.clone().unwrap_or_default(), controller)
