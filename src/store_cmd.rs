@@ -151,15 +151,21 @@ pub struct InitArgs {
     /// instead of running them here.
     #[arg(long)]
     no_controllers: bool,
+    /// Control-plane members bootstrapping together, as NODE_NAME=STORE_PEER_URL,... (this one
+    /// included). Each member starts with a copy of the first one's pki/ca.crt, ca.key, sa.key
+    /// and sa.pub. Defaults to this member alone.
+    #[arg(long)]
+    initial_cluster: Option<String>,
 }
 
 pub fn init(args: InitArgs) -> Result<()> {
+    let node_name = crate::agent_cmd::node_name(args.node_name)?;
     let member = MemberArgs {
-        name: hostname(),
+        name: node_name.clone(),
         data_dir: args.data_dir.join("store"),
         listen_client: format!("http://{}", args.store_listen),
         listen_peer: format!("http://{}", args.store_peer_listen),
-        initial_cluster: None,
+        initial_cluster: args.initial_cluster,
         initial_cluster_state: StateArg::New,
         initial_cluster_token: "skiff-cluster".into(),
         snapshot_count: 10_000,
@@ -189,7 +195,6 @@ pub fn init(args: InitArgs) -> Result<()> {
         sans.push(host);
     }
     pki::ensure(&pki, &sans).context("creating the cluster certificates")?;
-    let node_name = crate::agent_cmd::node_name(args.node_name)?;
     let node_agent = if crate::agent_cmd::is_root() {
         pki::ensure_node(&pki, &node_name).context("creating the node's client certificate")?;
         Some(AgentConfig {

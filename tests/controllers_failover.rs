@@ -1,11 +1,11 @@
-//! Controller-manager failover: three `skiff controllers` processes share one control plane;
-//! one of each loop acts at a time. Killing the active controller manager (kill -9) hands its
-//! Lease to another process, which carries on without creating duplicate pods.
+//! Controller-manager failover on a three-member control plane: three `skiff init` members
+//! (each a store member, API server, scheduler and controller manager) bootstrap one cluster;
+//! one controller manager acts at a time. Killing the whole member whose controller manager is
+//! active (kill -9) hands its Lease to another member, which carries on without creating
+//! duplicate pods.
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
@@ -13,44 +13,17 @@ use common::control_plane::Init;
 
 const LEASE: &str = "kube-controller-manager";
 
-/// A `skiff controllers` process, killed on drop.
-struct Controllers {
-    child: Child,
-    log: PathBuf,
+/// Whether `member`'s controller manager has said it leads.
+fn leads(member: &Init) -> bool {
+    member
+        .log()
+        .lines()
+        .any(|l| l.contains("became leader") && l.contains(LEASE))
 }
 
-impl Controllers {
-    fn start(init: &Init, n: usize) -> Controllers {
-        let log = init.dir.path().join(format!("controllers-{n}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .arg("controllers")
-            .arg("--kubeconfig")
-            .arg(init.kubeconfig())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn skiff controllers");
-        Controllers { child, log }
-    }
-
-    fn leads(&self, lease: &str) -> bool {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.contains("became leader") && l.contains(lease))
-    }
-}
-
-impl Drop for Controllers {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn pods(init: &Init) -> usize {
-    init.ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+fn pods(member: &Init) -> usize {
+    member
+        .ok(&["get", "pods", "-l", "app=web", "-o", "name"])
         .lines()
         .count()
 }
@@ -61,47 +34,63 @@ fn a_new_controller_manager_takes_over_without_duplicate_pods() {
     if !require_tool(name, "kubectl") {
         return;
     }
-    let init = Init::start_with(name, &["--no-controllers"]);
-    let mut members: Vec<Controllers> = (0..3).map(|n| Controllers::start(&init, n)).collect();
+    let mut members = Init::start_members("cm-failover", 3);
+    // Every member's API server serves the one cluster, through its own serving certificate.
+    for m in &members {
+        let ok = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+            m.kubectl(&["get", "namespace", "default"]).status.success()
+        });
+        assert!(
+            ok,
+            "member {} does not serve the cluster:\n{}",
+            m.api,
+            m.log()
+        );
+    }
     let leader = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
         members
             .iter()
-            .position(|m| m.leads(LEASE))
+            .position(leads)
             .ok_or_else(|| "no leader yet".to_string())
     })
     .expect("no controller manager took the lease");
+    let others: Vec<usize> = (0..members.len()).filter(|&i| i != leader).collect();
+    let survivor = &members[others[0]];
 
-    init.ok(&[
+    // The image is never pulled (nothing listens there): the test counts pods, not containers.
+    survivor.ok(&[
         "create",
         "deployment",
         "web",
-        "--image=registry.invalid/web:1",
+        "--image=127.0.0.1:9/web:1",
         "--replicas=5",
     ]);
     assert!(
         wait_until(
             Duration::from_secs(30),
             Duration::from_millis(100),
-            || pods(&init) == 5
+            || pods(survivor) == 5
         ),
         "the leader did not create 5 pods"
     );
 
-    // kill -9: no chance to hand the lease over; another member waits out the lease (15 s).
+    // kill -9 of the whole member: its store member, API server and controllers go at once,
+    // with no chance to hand the lease over; another member waits out the lease (15 s).
     let killed = Instant::now();
-    let _ = members[leader].child.kill();
-    let _ = members[leader].child.wait();
+    members[leader].kill();
+    let members = &members;
     let successor = wait_for(Duration::from_secs(40), Duration::from_millis(100), || {
-        members
+        others
             .iter()
-            .enumerate()
-            .position(|(i, m)| i != leader && m.leads(LEASE))
+            .copied()
+            .find(|&i| leads(&members[i]))
             .ok_or_else(|| "no successor yet".to_string())
     })
     .expect("no member took over the controller manager's lease");
     let took = killed.elapsed();
     assert!(took < Duration::from_secs(30), "takeover took {took:?}");
-    let holder = init.ok(&[
+    let survivor = &members[others[0]];
+    let holder = survivor.ok(&[
         "get",
         "lease",
         "-n",
@@ -112,22 +101,21 @@ fn a_new_controller_manager_takes_over_without_duplicate_pods() {
     ]);
     assert!(!holder.is_empty(), "the lease names no holder");
 
-    init.ok(&["scale", "deployment", "web", "--replicas=8"]);
+    survivor.ok(&["scale", "deployment", "web", "--replicas=8"]);
     assert!(
         wait_until(
             Duration::from_secs(30),
             Duration::from_millis(100),
-            || pods(&init) == 8
+            || pods(survivor) == 8
         ),
         "the new leader did not scale to 8 pods:\n{}",
-        std::fs::read_to_string(&members[successor].log).unwrap_or_default()
+        members[successor].log()
     );
     // No duplicates: for a few seconds after, still 8 pods and one ReplicaSet.
     let window = Instant::now();
     while window.elapsed() < Duration::from_secs(3) {
-        assert_eq!(pods(&init), 8, "pods beyond the 8 replicas appeared");
+        assert_eq!(pods(survivor), 8, "pods beyond the 8 replicas appeared");
     }
-    let sets = init.ok(&["get", "replicasets", "-o", "name"]);
+    let sets = survivor.ok(&["get", "replicasets", "-o", "name"]);
     assert_eq!(sets.lines().count(), 1, "{sets}");
-    members.clear();
 }

@@ -118,20 +118,12 @@ fn validity(params: &mut CertificateParams, years: i64) {
 
 /// Creates the CA, serving and admin certificates unless they exist. The serving certificate
 /// names every address in `sans` (IPs and DNS names), since clients check SANs, not the CN.
+/// A further control-plane member starts from a copy of the first one's CA (`ca.crt`,
+/// `ca.key`) and service-account key (`sa.key`, `sa.pub`), as kubeadm's shared certificates,
+/// and signs its own serving certificate for its own addresses with that CA.
 pub fn ensure(paths: &PkiPaths, sans: &[String]) -> Result<(), PkiError> {
     ensure_service_account_key(paths)?;
-    if paths.ca_cert().exists() && paths.server_cert().exists() && paths.admin_cert().exists() {
-        return Ok(());
-    }
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca_params().self_signed(&ca_key)?;
-
-    let server_key = KeyPair::generate()?;
-    let mut server = CertificateParams::default();
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    server.subject_alt_names = sans
+    let sans = sans
         .iter()
         .map(|s| match s.parse::<IpAddr>() {
             Ok(ip) => Ok(SanType::IpAddress(ip)),
@@ -143,26 +135,75 @@ pub fn ensure(paths: &PkiPaths, sans: &[String]) -> Result<(), PkiError> {
             Err(_) => Err(PkiError::Invalid(format!("{s:?} is not an IP or DNS name"))),
         })
         .collect::<Result<_, _>>()?;
+    let ca = ensure_ca(paths)?;
+    let mut server = CertificateParams::default();
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    server.subject_alt_names = sans;
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
     validity(&mut server, 1);
-    let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key)?;
+    ca.issue(server, &paths.server_key(), &paths.server_cert())?;
+    ca.issue(
+        client_params("kubernetes-admin", "system:masters"),
+        &paths.admin_key(),
+        &paths.admin_cert(),
+    )
+}
 
-    let admin_key = KeyPair::generate()?;
-    let admin_cert = client_params("kubernetes-admin", "system:masters")
-        .signed_by(&admin_key, &ca_cert, &ca_key)?;
+/// The cluster CA, able to sign.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
 
-    write(&paths.ca_key(), &ca_key.serialize_pem(), true)?;
-    write(&paths.server_key(), &server_key.serialize_pem(), true)?;
-    write(&paths.server_cert(), &server_cert.pem(), false)?;
-    write(&paths.admin_key(), &admin_key.serialize_pem(), true)?;
-    write(&paths.admin_cert(), &admin_cert.pem(), false)?;
-    // Last, so a half-finished run is redone rather than trusted.
-    write(&paths.ca_cert(), &ca_cert.pem(), false)?;
-    Ok(())
+impl Ca {
+    /// Signs `params` into `cert_path` with a new key in `key_path`, unless both exist. The key
+    /// goes first, so a half-written pair is made again rather than trusted.
+    fn issue(
+        &self,
+        params: CertificateParams,
+        key_path: &Path,
+        cert_path: &Path,
+    ) -> Result<(), PkiError> {
+        if key_path.exists() && cert_path.exists() {
+            return Ok(());
+        }
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        write(key_path, &key.serialize_pem(), true)?;
+        write(cert_path, &cert.pem(), false)
+    }
+}
+
+/// Loads the CA, or creates it when there is none. `ca.crt` is written last, so a CA whose
+/// certificate is missing was never finished and is made anew; a certificate without its key
+/// cannot sign and is an error.
+fn ensure_ca(paths: &PkiPaths) -> Result<Ca, PkiError> {
+    let key = match (paths.ca_cert().exists(), paths.ca_key().exists()) {
+        (true, true) => KeyPair::from_pem(&read(&paths.ca_key())?)?,
+        (true, false) => {
+            return Err(PkiError::Invalid(format!(
+                "{} exists without {}: copy both from the first control-plane member",
+                paths.ca_cert().display(),
+                paths.ca_key().display()
+            )))
+        }
+        (false, _) => {
+            let key = KeyPair::generate()?;
+            let cert = ca_params().self_signed(&key)?;
+            write(&paths.ca_key(), &key.serialize_pem(), true)?;
+            write(&paths.ca_cert(), &cert.pem(), false)?;
+            key
+        }
+    };
+    // Signing needs only the issuer's name and key, so the CA is rebuilt from its parameters.
+    let cert = ca_params().self_signed(&key)?;
+    Ok(Ca { cert, key })
 }
 
 /// Creates the key pair that signs service-account tokens (`sa.key`, `sa.pub`) unless it
@@ -220,16 +261,17 @@ pub fn ensure_node(paths: &PkiPaths, node: &str) -> Result<(), PkiError> {
             "node name {node:?} must be a DNS name (letters, digits, '-' and '.')"
         )));
     }
-    if paths.node_cert(node).exists() && paths.node_key(node).exists() {
-        return Ok(());
+    if !paths.ca_cert().exists() || !paths.ca_key().exists() {
+        return Err(PkiError::Invalid(format!(
+            "no cluster CA in {}: run skiff init first",
+            paths.dir.display()
+        )));
     }
-    let ca_key = KeyPair::from_pem(&read(&paths.ca_key())?)?;
-    let ca_cert = ca_params().self_signed(&ca_key)?;
-    let key = KeyPair::generate()?;
-    let cert = client_params(&format!("system:node:{node}"), "system:nodes")
-        .signed_by(&key, &ca_cert, &ca_key)?;
-    write(&paths.node_key(node), &key.serialize_pem(), true)?;
-    write(&paths.node_cert(node), &cert.pem(), false)
+    ensure_ca(paths)?.issue(
+        client_params(&format!("system:node:{node}"), "system:nodes"),
+        &paths.node_key(node),
+        &paths.node_cert(node),
+    )
 }
 
 /// Writes a kubeconfig that reaches `server` as the admin, with everything inline.
@@ -330,11 +372,42 @@ mod tests {
     }
 
     #[test]
+    fn a_further_member_signs_its_own_serving_certificate_with_the_copied_ca() {
+        let first = tempfile::tempdir().unwrap();
+        let first = PkiPaths::new(first.path());
+        ensure(&first, &["127.0.0.1".into()]).unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let second = PkiPaths::new(second.path());
+        std::fs::create_dir_all(&second.dir).unwrap();
+        std::fs::copy(first.ca_cert(), second.ca_cert()).unwrap();
+        assert!(
+            matches!(ensure(&second, &["127.0.0.2".into()]), Err(PkiError::Invalid(e)) if e.contains("ca.key")),
+            "a CA certificate without its key cannot sign"
+        );
+        for (from, to) in [
+            (first.ca_key(), second.ca_key()),
+            (first.sa_key(), second.sa_key()),
+            (first.sa_pub(), second.sa_pub()),
+        ] {
+            std::fs::copy(from, to).unwrap();
+        }
+        ensure(&second, &["127.0.0.2".into()]).unwrap();
+        let read_both =
+            |f: fn(&PkiPaths) -> PathBuf| (read(&f(&first)).unwrap(), read(&f(&second)).unwrap());
+        let (a, b) = read_both(PkiPaths::ca_cert);
+        assert_eq!(a, b, "the copied CA is kept");
+        let (a, b) = read_both(PkiPaths::sa_key);
+        assert_eq!(a, b, "tokens signed on one member verify on another");
+        let (a, b) = read_both(PkiPaths::server_cert);
+        assert_ne!(a, b, "each member has its own serving certificate");
+    }
+
+    #[test]
     fn node_certificates_are_per_node_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let paths = PkiPaths::new(dir.path());
         assert!(
-            matches!(ensure_node(&paths, "n1"), Err(PkiError::Io { .. })),
+            matches!(ensure_node(&paths, "n1"), Err(PkiError::Invalid(_))),
             "signing needs the CA"
         );
         ensure(&paths, &["127.0.0.1".into()]).unwrap();

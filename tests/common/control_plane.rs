@@ -123,32 +123,67 @@ impl Init {
     }
 
     pub fn start_with(label: &str, extra: &[&str]) -> Init {
-        let ip = Ipv4Addr::new(127, 0, 0, 61);
-        let dir = TestDir::new(label);
-        let (store, peer, api) = (alloc_port(ip), alloc_port(ip), alloc_port(ip));
-        let node = unique_node_name(label);
+        let addrs = MemberAddrs::alloc(Ipv4Addr::new(127, 0, 0, 61));
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        Init::launch(TestDir::new(label), unique_node_name(label), &addrs, &extra)
+    }
+
+    /// A control plane of `n` members bootstrapping together, each a whole `skiff init` (store
+    /// member, API server, scheduler and controllers, and as root a node agent) on its own
+    /// address, 127.0.0.61, .62, ... The others start from the first one's CA and
+    /// service-account key, as kubeadm's control-plane members share them.
+    pub fn start_members(label: &str, n: u8) -> Vec<Init> {
+        let addrs: Vec<MemberAddrs> = (0..n)
+            .map(|i| MemberAddrs::alloc(Ipv4Addr::new(127, 0, 0, 61 + i)))
+            .collect();
+        let nodes: Vec<String> = (0..n).map(|_| unique_node_name(label)).collect();
+        let cluster = nodes
+            .iter()
+            .zip(&addrs)
+            .map(|(node, a)| format!("{node}={}", a.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let args = vec!["--initial-cluster".to_string(), cluster];
+        let mut members: Vec<Init> = Vec::new();
+        for (i, (node, addrs)) in nodes.into_iter().zip(&addrs).enumerate() {
+            let dir = TestDir::new(&format!("{label}-{i}"));
+            if let Some(first) = members.first() {
+                let pki = dir.path().join("data").join("pki");
+                std::fs::create_dir_all(&pki).expect("pki directory");
+                for file in ["ca.crt", "ca.key", "sa.key", "sa.pub"] {
+                    std::fs::copy(first.pki().join(file), pki.join(file))
+                        .unwrap_or_else(|e| panic!("copying {file}: {e}"));
+                }
+            }
+            members.push(Init::launch(dir, node, addrs, &args));
+        }
+        members
+    }
+
+    fn launch(dir: TestDir, node: String, addrs: &MemberAddrs, extra: &[String]) -> Init {
+        let ip = addrs.ip;
         let mut args: Vec<String> = vec![
             "init".into(),
             "--data-dir".into(),
             dir.path().join("data").display().to_string(),
             "--store-listen".into(),
-            format!("{ip}:{store}"),
+            format!("{ip}:{}", addrs.store),
             "--store-peer-listen".into(),
-            format!("{ip}:{peer}"),
+            format!("{ip}:{}", addrs.peer),
             "--apiserver-listen".into(),
-            format!("{ip}:{api}"),
+            format!("{ip}:{}", addrs.api),
             "--node-name".into(),
             node.clone(),
             "--agent-listen".into(),
             format!("{ip}:0"),
         ];
-        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(extra.iter().cloned());
         let child = Self::spawn(&dir, &args);
         let init = Init {
             child,
             dir,
-            api: format!("{ip}:{api}"),
-            store: format!("{ip}:{store}"),
+            api: format!("{ip}:{}", addrs.api),
+            store: format!("{ip}:{}", addrs.store),
             node,
             args,
         };
@@ -301,6 +336,29 @@ impl Init {
                     .join(format!("stream-{}.log", args.join("-").replace('/', "_"))),
             ),
         )
+    }
+}
+
+/// The ports one control-plane member listens on.
+struct MemberAddrs {
+    ip: Ipv4Addr,
+    store: u16,
+    peer: u16,
+    api: u16,
+}
+
+impl MemberAddrs {
+    fn alloc(ip: Ipv4Addr) -> MemberAddrs {
+        MemberAddrs {
+            ip,
+            store: alloc_port(ip),
+            peer: alloc_port(ip),
+            api: alloc_port(ip),
+        }
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://{}:{}", self.ip, self.peer)
     }
 }
 
