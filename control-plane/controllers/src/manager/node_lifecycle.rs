@@ -144,12 +144,12 @@ pub struct NodeLifecycleController {
     recorder: Recorder,
 }
 
-/// Registers the controller's handlers and returns its tasks: the Node and Lease informers,
+/// Registers the controller's handlers and returns its tasks: the node Lease informer,
 /// the health monitor, and the eviction workers.
 pub fn start(ctx: &Arc<Context>) -> Vec<BoxFuture<'static, ()>> {
     let nlc = Arc::new(NodeLifecycleController {
         ctx: ctx.clone(),
-        nodes: Informer::new("nodes", informer::trim_object),
+        nodes: ctx.nodes.clone(),
         leases: Informer::new("node-leases", informer::trim_object),
         health: Mutex::default(),
         pending: Mutex::default(),
@@ -180,7 +180,6 @@ pub fn start(ctx: &Arc<Context>) -> Vec<BoxFuture<'static, ()>> {
         }
     });
     let mut tasks: Vec<BoxFuture<'static, ()>> = vec![
-        Box::pin(nlc.nodes.clone().run(Api::all(ctx.client.clone()))),
         Box::pin(
             nlc.leases
                 .clone()

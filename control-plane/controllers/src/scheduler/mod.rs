@@ -45,10 +45,13 @@ use kube::Api;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::Recorder;
+use crate::manager::informer::{trim_object, trim_pod};
 use watches::{watch, Input};
 
-/// Watch events that may wait for the loop (watches pause when it is full).
-const INPUT_QUEUE: usize = 8192;
+/// Watch events that may wait for the loop (watches pause when it is full). Enough to keep
+/// the loop busy; more only holds decoded objects that the API server would otherwise keep as
+/// compact revision rows.
+const INPUT_QUEUE: usize = 1024;
 /// Writes that may wait for the executor (the loop pauses when it is full).
 const ACTION_QUEUE: usize = 4096;
 
@@ -81,20 +84,30 @@ async fn run_once(client: kube::Client) {
     }
     let work = async {
         tokio::join!(
-            watch(Api::<Node>::all(client.clone()), input_tx.clone(), |c| {
-                Input::Node(Box::new(c))
-            }),
-            watch(Api::<Pod>::all(client.clone()), input_tx.clone(), |c| {
-                Input::Pod(Box::new(c))
-            }),
+            watch(
+                Api::<Node>::all(client.clone()),
+                input_tx.clone(),
+                trim_object,
+                |c| Input::Node(Box::new(c))
+            ),
+            watch(
+                Api::<Pod>::all(client.clone()),
+                input_tx.clone(),
+                trim_pod,
+                |c| Input::Pod(Box::new(c))
+            ),
             watch(
                 Api::<Namespace>::all(client.clone()),
                 input_tx.clone(),
+                trim_object,
                 |c| Input::Namespace(Box::new(c))
             ),
-            watch(Api::<PriorityClass>::all(client.clone()), input_tx, |c| {
-                Input::PriorityClass(Box::new(c))
-            }),
+            watch(
+                Api::<PriorityClass>::all(client.clone()),
+                input_tx,
+                trim_object,
+                |c| Input::PriorityClass(Box::new(c))
+            ),
             api::execute(client.clone(), recorder, action_rx, done_tx),
         )
     };

@@ -39,9 +39,15 @@ pub enum Input {
     PriorityClass(Box<Change<PriorityClass>>),
 }
 
-/// Watches one kind until the loop hangs up.
-pub async fn watch<K>(api: Api<K>, tx: mpsc::Sender<Input>, wrap: fn(Change<K>) -> Input)
-where
+/// Watches one kind until the loop hangs up. Each object is trimmed by `trim` as it arrives,
+/// before it waits in the loop's queue, so queued and cached objects carry no managedFields or
+/// other fields the scheduler never reads.
+pub async fn watch<K>(
+    api: Api<K>,
+    tx: mpsc::Sender<Input>,
+    trim: fn(&mut K),
+    wrap: fn(Change<K>) -> Input,
+) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let kind = K::kind(&());
@@ -49,8 +55,14 @@ where
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         let change = match event {
-            Ok(Event::Apply(k)) | Ok(Event::InitApply(k)) => Change::Apply(k),
-            Ok(Event::Delete(k)) => Change::Delete(k),
+            Ok(Event::Apply(mut k)) | Ok(Event::InitApply(mut k)) => {
+                trim(&mut k);
+                Change::Apply(k)
+            }
+            Ok(Event::Delete(mut k)) => {
+                trim(&mut k);
+                Change::Delete(k)
+            }
             Ok(Event::Init) => Change::Relist,
             Ok(Event::InitDone) => Change::Listed,
             Err(e) => {
