@@ -74,6 +74,16 @@ fn kubectl_discovers_every_kind() {
     ] {
         row(plural);
     }
+    assert_eq!(
+        row("storageclasses"),
+        [
+            "storageclasses",
+            "sc",
+            "storage.k8s.io/v1",
+            "false",
+            "StorageClass"
+        ]
+    );
     let versions = init.ok(&["api-versions"]);
     for gv in [
         "apps/v1",
@@ -85,6 +95,7 @@ fn kubectl_discovers_every_kind() {
         "networking.k8s.io/v1",
         "rbac.authorization.k8s.io/v1",
         "scheduling.k8s.io/v1",
+        "storage.k8s.io/v1",
         "v1",
     ] {
         assert!(
@@ -958,4 +969,111 @@ fn kubectl_prints_conflict_and_strict_decoding_errors_as_upstream() {
     assert!(init
         .fails(&["get", "configmap", "d"])
         .contains("(NotFound)"));
+}
+
+#[test]
+fn kubectl_manages_storage_classes_as_upstream() {
+    let name = "kubectl_manages_storage_classes_as_upstream";
+    if !require_tool(name, "kubectl") {
+        return;
+    }
+    let init = Init::start(name);
+    let manifest = b"apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: local
+  annotations:
+    storageclass.kubernetes.io/is-default-class: \"true\"
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: fast
+provisioner: example.com/fast
+parameters:
+  tier: gold
+allowVolumeExpansion: true
+";
+    let out = init.kubectl_in(&["apply", "-f", "-"], Some(manifest));
+    check_ok("kubectl apply", &out);
+    let table = init.ok(&["get", "sc"]);
+    let mut lines = table.lines();
+    assert_eq!(
+        words(lines.next().unwrap_or_default()),
+        [
+            "NAME",
+            "PROVISIONER",
+            "RECLAIMPOLICY",
+            "VOLUMEBINDINGMODE",
+            "ALLOWVOLUMEEXPANSION",
+            "AGE"
+        ],
+        "{table}"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(words).collect();
+    assert_eq!(
+        rows[0][..5],
+        ["fast", "example.com/fast", "Delete", "Immediate", "true"],
+        "defaults fill what the manifest left out:\n{table}"
+    );
+    assert_eq!(
+        rows[1][..6],
+        [
+            "local",
+            "(default)",
+            "kubernetes.io/no-provisioner",
+            "Delete",
+            "WaitForFirstConsumer",
+            "false"
+        ],
+        "{table}"
+    );
+
+    // Only metadata, mount options and expansion may change.
+    init.ok(&["label", "sc", "fast", "tier=gold"]);
+    init.ok(&[
+        "patch",
+        "sc",
+        "fast",
+        "--type=merge",
+        "-p",
+        r#"{"allowVolumeExpansion":false,"mountOptions":["noatime"]}"#,
+    ]);
+    let err = init.fails(&[
+        "patch",
+        "sc",
+        "fast",
+        "--type=merge",
+        "-p",
+        r#"{"provisioner":"example.com/slow","parameters":{"tier":"silver"},"reclaimPolicy":"Retain"}"#,
+    ]);
+    for want in [
+        "provisioner: Forbidden: updates to provisioner are forbidden.",
+        "parameters: Forbidden: updates to parameters are forbidden.",
+        "reclaimPolicy: Forbidden: updates to reclaimPolicy are forbidden.",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from:\n{err}");
+    }
+    let bad = b"apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: broken
+reclaimPolicy: Recycle
+volumeBindingMode: Later
+";
+    let out = init.kubectl_in(&["create", "-f", "-"], Some(bad));
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "provisioner: Required value",
+        "reclaimPolicy: Unsupported value: \"Recycle\": supported values: \"Delete\", \"Retain\"",
+        "volumeBindingMode: Unsupported value: \"Later\"",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from:\n{err}");
+    }
+    assert!(init.fails(&["get", "sc", "broken"]).contains("NotFound"));
+    init.ok(&["delete", "sc", "fast", "local"]);
+    assert_eq!(init.ok(&["get", "sc", "-o", "name"]), "");
 }

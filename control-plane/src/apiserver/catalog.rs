@@ -522,6 +522,17 @@ pub static RESOURCES: &[ResourceType] = &[
         &[],
     ),
     stored(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "storageclass",
+        "StorageClass",
+        false,
+        &["sc"],
+        NONE,
+        &[],
+    ),
+    stored(
         "events.k8s.io",
         "v1",
         "events",

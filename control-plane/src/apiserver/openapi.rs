@@ -93,6 +93,11 @@ fn register(gen: &mut SchemaGenerator, group: &str, kind: &str) -> bool {
             "PriorityClass",
             api::scheduling::v1::PriorityClass
         ),
+        (
+            "storage.k8s.io",
+            "StorageClass",
+            api::storage::v1::StorageClass
+        ),
         ("events.k8s.io", "Event", api::events::v1::Event),
         (
             "authentication.k8s.io",

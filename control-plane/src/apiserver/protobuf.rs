@@ -28,7 +28,7 @@ use k8s_pb::api::{
     apps::v1 as apps, authorization::v1 as authorization, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling,
+    scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
@@ -84,6 +84,7 @@ pub fn to_json(group: &str, kind: &str, raw: &[u8]) -> Result<Value, ProtobufErr
         ("rbac.authorization.k8s.io", "RoleBinding") => decode(raw, role_binding),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => decode(raw, cluster_role_binding),
         ("scheduling.k8s.io", "PriorityClass") => decode(raw, priority_class),
+        ("storage.k8s.io", "StorageClass") => decode(raw, storage_class),
         ("coordination.k8s.io", "Lease") => decode(raw, lease),
         ("authorization.k8s.io", "SelfSubjectAccessReview") => {
             decode(raw, self_subject_access_review)
@@ -1837,6 +1838,27 @@ convert! {
     role_ref: rbac::RoleRef { req "apiGroup" api_group; req "kind" kind; req "name" name; }
 }
 
+// storage.k8s.io/v1
+convert! {
+    storage_class: storage::StorageClass {
+        msg "metadata" metadata => object_meta;
+        req "provisioner" provisioner;
+        map "parameters" parameters => text;
+        ptr "reclaimPolicy" reclaim_policy;
+        vals "mountOptions" mount_options;
+        ptr "allowVolumeExpansion" allow_volume_expansion;
+        ptr "volumeBindingMode" volume_binding_mode;
+        list "allowedTopologies" allowed_topologies => topology_selector_term;
+    }
+    topology_selector_term: core::TopologySelectorTerm {
+        list "matchLabelExpressions" match_label_expressions => topology_selector_label_requirement;
+    }
+    topology_selector_label_requirement: core::TopologySelectorLabelRequirement {
+        req "key" key;
+        vals "values" values;
+    }
+}
+
 // scheduling.k8s.io/v1
 convert! {
     priority_class: scheduling::PriorityClass {
@@ -2335,6 +2357,39 @@ mod tests {
                 "metadata": {"name": "creds"},
                 "data": {"user": "YWRtaW4=", "blob": "AP8="},
                 "type": "Opaque"
+            })
+        );
+    }
+
+    #[test]
+    fn storage_class_with_topologies_and_a_false_pointer() {
+        let class = storage::StorageClass {
+            metadata: Some(go_meta("local", BTreeMap::new())),
+            provisioner: s("kubernetes.io/no-provisioner"),
+            parameters: [("tier".to_string(), "gold".to_string())].into(),
+            reclaim_policy: s("Retain"),
+            mount_options: vec![],
+            allow_volume_expansion: Some(false),
+            volume_binding_mode: s("WaitForFirstConsumer"),
+            allowed_topologies: vec![core::TopologySelectorTerm {
+                match_label_expressions: vec![core::TopologySelectorLabelRequirement {
+                    key: s("kubernetes.io/hostname"),
+                    values: vec!["n1".into()],
+                }],
+            }],
+        };
+        assert_eq!(
+            convert("storage.k8s.io", "StorageClass", &class),
+            json!({
+                "metadata": {"name": "local"},
+                "provisioner": "kubernetes.io/no-provisioner",
+                "parameters": {"tier": "gold"},
+                "reclaimPolicy": "Retain",
+                "allowVolumeExpansion": false,
+                "volumeBindingMode": "WaitForFirstConsumer",
+                "allowedTopologies": [{"matchLabelExpressions": [
+                    {"key": "kubernetes.io/hostname", "values": ["n1"]}
+                ]}]
             })
         );
     }

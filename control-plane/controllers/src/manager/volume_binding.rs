@@ -337,8 +337,6 @@ impl VolumeBindingController {
                         Ok(sc.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
                     }
                     Ok(None) => Ok(false),
-                    // StorageClasses may not be served at all.
-                    Err(e) if super::not_found(&e) => Ok(false),
                     Err(e) => Err(e.into()),
                 }
             }

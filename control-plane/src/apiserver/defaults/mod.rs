@@ -62,6 +62,7 @@ pub fn apply(group: &str, kind: &str, obj: &mut Value) {
         }
         ("networking.k8s.io", "NetworkPolicy") => other::network_policy(obj),
         ("scheduling.k8s.io", "PriorityClass") => other::priority_class(obj),
+        ("storage.k8s.io", "StorageClass") => other::storage_class(obj),
         ("events.k8s.io", "Event") => other::events_event(obj),
         _ => {}
     }
@@ -77,6 +78,7 @@ fn is_cluster_scoped(group: &str, kind: &str) -> bool {
                 "ClusterRole" | "ClusterRoleBinding"
             )
             | ("scheduling.k8s.io", "PriorityClass")
+            | ("storage.k8s.io", "StorageClass")
     )
 }
 

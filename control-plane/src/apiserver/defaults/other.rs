@@ -81,6 +81,14 @@ pub(super) fn priority_class(obj: &mut Value) {
     set(obj, "value", json!(0));
 }
 
+/// StorageClass: volumes are deleted with their claims and bound at once, unless it says
+/// otherwise; the provisioner is always encoded.
+pub(super) fn storage_class(obj: &mut Value) {
+    set(obj, "reclaimPolicy", json!("Delete"));
+    set(obj, "volumeBindingMode", json!("Immediate"));
+    set(obj, "provisioner", json!(""));
+}
+
 /// Lease: spec always encoded.
 pub(super) fn lease(obj: &mut Value) {
     set(obj, "spec", json!({}));

@@ -1,6 +1,6 @@
 //! Printers for the groups with one printed kind each: `coordination.k8s.io` Lease,
-//! `discovery.k8s.io` EndpointSlice, `networking.k8s.io` NetworkPolicy and
-//! `scheduling.k8s.io` PriorityClass.
+//! `discovery.k8s.io` EndpointSlice, `networking.k8s.io` NetworkPolicy,
+//! `scheduling.k8s.io` PriorityClass and `storage.k8s.io` StorageClass.
 
 use super::cells::{arr, flag, format_selector, int, list_with_more, name, s, s_or};
 use super::{Col, Ctx, Printer, Row, AGE, NAME};
@@ -96,5 +96,60 @@ fn priority_class(o: &Value, ctx: &Ctx) -> Row {
         flag(&o["globalDefault"]).into(),
         ctx.age(o).into(),
         s_or(&o["preemptionPolicy"], "PreemptLowerPriority").into(),
+    ])
+}
+
+/// StorageClass: NAME (marked `(default)`), PROVISIONER, RECLAIMPOLICY, VOLUMEBINDINGMODE,
+/// ALLOWVOLUMEEXPANSION, AGE.
+pub(super) const STORAGE_CLASS: Printer = Printer {
+    columns: &[
+        NAME,
+        Col::new(
+            "Provisioner",
+            "string",
+            "Indicates the type of the provisioner.",
+        ),
+        Col::new(
+            "ReclaimPolicy",
+            "string",
+            "Indicates the type of the reclaim policy.",
+        ),
+        Col::new(
+            "VolumeBindingMode",
+            "string",
+            "Indicates the mode of the volume binding.",
+        ),
+        Col::new(
+            "AllowVolumeExpansion",
+            "string",
+            "Indicates whether the storage class allow volume expand.",
+        ),
+        AGE,
+    ],
+    row: storage_class,
+};
+
+/// The annotations that make a StorageClass the default one.
+const DEFAULT_CLASS_ANNOTATIONS: &[&str] = &[
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+];
+
+fn storage_class(o: &Value, ctx: &Ctx) -> Row {
+    let annotations = &o["metadata"]["annotations"];
+    let default = DEFAULT_CLASS_ANNOTATIONS
+        .iter()
+        .any(|a| annotations[*a].as_str() == Some("true"));
+    let mut shown = name(o).to_string();
+    if default {
+        shown.push_str(" (default)");
+    }
+    Row::new(vec![
+        shown.into(),
+        s(&o["provisioner"]).into(),
+        s_or(&o["reclaimPolicy"], "Delete").into(),
+        s_or(&o["volumeBindingMode"], "Immediate").into(),
+        json!(o["allowVolumeExpansion"].as_bool().unwrap_or(false)),
+        ctx.age(o).into(),
     ])
 }

@@ -150,6 +150,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         }
         ("networking.k8s.io", "NetworkPolicy") => other::validate_network_policy(obj, old, &mut e),
         ("scheduling.k8s.io", "PriorityClass") => other::validate_priority_class(obj, old, &mut e),
+        ("storage.k8s.io", "StorageClass") => storage::validate_storage_class(obj, old, &mut e),
         ("events.k8s.io", "Event") => other::validate_events_event(obj, old, &mut e),
         _ => meta::object_meta(obj, old, true, NameRule::Subdomain, &mut e),
     }

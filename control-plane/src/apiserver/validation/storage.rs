@@ -1,4 +1,4 @@
-//! PersistentVolumes and PersistentVolumeClaims.
+//! PersistentVolumes, PersistentVolumeClaims and StorageClasses.
 
 use serde_json::Value;
 
@@ -398,4 +398,106 @@ pub(super) fn validate_pvc(obj: &Value, old: Option<&Value>, e: &mut Errs) {
             _ => {}
         }
     }
+}
+
+/// Most provisioner parameters a StorageClass may carry, and their total size in bytes.
+const MAX_PARAMETERS: usize = 512;
+const MAX_PARAMETER_BYTES: usize = 256 << 10;
+
+/// StorageClass: a qualified provisioner name, bounded parameters, known reclaim policy and
+/// binding mode, topology terms with keys and values; everything but metadata,
+/// mountOptions and allowVolumeExpansion is fixed once created, as upstream.
+pub(super) fn validate_storage_class(obj: &Value, old: Option<&Value>, e: &mut Errs) {
+    object_meta(obj, old, false, NameRule::Subdomain, e);
+    let provisioner = s(obj, "provisioner");
+    let p = P::root("provisioner");
+    if provisioner.is_empty() {
+        e.required(&p, "");
+    } else {
+        e.invalid_each(
+            &p,
+            provisioner,
+            super::qualified_name_errors(&provisioner.to_lowercase()),
+        );
+    }
+    if let Some(params) = map(obj, "parameters") {
+        let p = P::root("parameters");
+        if params.len() > MAX_PARAMETERS {
+            e.push(
+                &p,
+                super::FieldErrorKind::TooLong,
+                Value::from("Provisioner Parameters exceeded max allowed"),
+                format!("may not be more than {MAX_PARAMETERS} bytes"),
+            );
+        } else {
+            let mut size = 0;
+            for (k, v) in params {
+                if k.is_empty() {
+                    e.invalid(&p, k.as_str(), "field can not be empty.");
+                }
+                size += k.len() + v.as_str().map_or(0, str::len);
+            }
+            if size > MAX_PARAMETER_BYTES {
+                e.too_long(&p, MAX_PARAMETER_BYTES);
+            }
+        }
+    }
+    if let Some(policy) = opt_s(obj, "reclaimPolicy").filter(|p| !p.is_empty()) {
+        if !["Delete", "Retain"].contains(&policy) {
+            e.not_supported(&P::root("reclaimPolicy"), policy, &["Delete", "Retain"]);
+        }
+    }
+    super::enum_field(
+        obj,
+        "volumeBindingMode",
+        &P::root(""),
+        &["Immediate", "WaitForFirstConsumer"],
+        e,
+    );
+    let topologies = P::root("allowedTopologies");
+    for (i, term) in arr(obj, "allowedTopologies").iter().enumerate() {
+        let tp = topologies.index(i);
+        let exprs = arr(term, "matchLabelExpressions");
+        if exprs.is_empty() {
+            e.required(
+                &tp.child("matchLabelExpressions"),
+                "must have at least one label match expression",
+            );
+        }
+        for (j, expr) in exprs.iter().enumerate() {
+            let ep = tp.child("matchLabelExpressions").index(j);
+            let key = s(expr, "key");
+            e.invalid_each(&ep.child("key"), key, super::qualified_name_errors(key));
+            if arr(expr, "values").is_empty() {
+                e.required(&ep.child("values"), "must specify as least one value");
+            }
+        }
+    }
+    let Some(old) = old else {
+        return;
+    };
+    if !same(at(obj, "parameters"), at(old, "parameters")) {
+        e.forbidden(
+            &P::root("parameters"),
+            "updates to parameters are forbidden.",
+        );
+    }
+    if provisioner != s(old, "provisioner") {
+        e.forbidden(
+            &P::root("provisioner"),
+            "updates to provisioner are forbidden.",
+        );
+    }
+    if s(obj, "reclaimPolicy") != s(old, "reclaimPolicy") {
+        e.forbidden(
+            &P::root("reclaimPolicy"),
+            "updates to reclaimPolicy are forbidden.",
+        );
+    }
+    e.immutable(
+        &P::root("volumeBindingMode"),
+        at(obj, "volumeBindingMode"),
+        at(old, "volumeBindingMode"),
+        at(obj, "volumeBindingMode").clone(),
+    );
 }
