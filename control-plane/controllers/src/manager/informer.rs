@@ -56,8 +56,17 @@ pub struct Informer<K> {
 /// Drops what no controller reads from an object's metadata.
 pub fn trim_meta(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
+    shrink(&mut meta.owner_references);
     if let Some(a) = meta.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Gives back a decoded list's spare capacity: a decoder grows a list to four entries for its
+/// first (a container status takes 752 bytes), and a cache keeps it for as long as the object.
+fn shrink<T>(list: &mut Option<Vec<T>>) {
+    if let Some(v) = list.as_mut() {
+        v.shrink_to_fit();
     }
 }
 
@@ -89,7 +98,17 @@ pub fn trim_pod(pod: &mut Pod) {
             c.lifecycle = None;
         }
     }
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.containers.shrink_to_fit();
+        shrink(&mut spec.init_containers);
+        shrink(&mut spec.tolerations);
+    }
     if let Some(status) = pod.status.as_mut() {
+        shrink(&mut status.conditions);
+        shrink(&mut status.container_statuses);
+        shrink(&mut status.init_container_statuses);
+        shrink(&mut status.pod_ips);
+        shrink(&mut status.host_ips);
         for cs in status
             .container_statuses
             .iter_mut()
