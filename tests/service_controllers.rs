@@ -473,6 +473,44 @@ spec:
         described.contains("pods") && described.contains("requests.cpu"),
         "{described}"
     );
+    // An update is charged what it adds: a label adds nothing, a Service turned NodePort
+    // counts its ports.
+    init.ok(&[
+        "create",
+        "quota",
+        "ports",
+        "-n",
+        "limited",
+        "--hard=services.nodeports=1",
+    ]);
+    init.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "s1",
+        "-n",
+        "limited",
+        "--tcp=80:80,81:81",
+    ]);
+    init.ok(&["label", "service", "s1", "-n", "limited", "tier=web"]);
+    let err = init.fails(&[
+        "patch",
+        "service",
+        "s1",
+        "-n",
+        "limited",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"services "s1" is forbidden: exceeded quota: ports, requested: services.nodeports=2, used: services.nodeports=0, limited: services.nodeports=1"#),
+        "{err}"
+    );
+    let svc = get_json(&init, &["get", "service", "s1", "-n", "limited"]);
+    assert_eq!(
+        svc["spec"]["type"], "ClusterIP",
+        "the refused update changed nothing"
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! ResourceQuota admission on create, as upstream's `ResourceQuota` admission plugin decides
-//! it: an object whose cost (counted by `skiff_quota`, the rules the resource-quota controller
+//! ResourceQuota admission on create and update, as upstream's `ResourceQuota` admission
+//! plugin decides it: an object whose cost (counted by `skiff_quota`, the rules the resource-quota controller
 //! uses too) would take a quota of its namespace past a hard
 //! limit is refused with upstream's 403 (`pods "x" is forbidden: exceeded quota: q, requested:
 //! pods=1, used: pods=2, limited: pods=2`), and a pod that does not state a compute resource a
@@ -10,7 +10,9 @@
 //! writes only after the fact. Creates charged to the quotas of one namespace are serialised
 //! in this process (a lock held until the object is stored), so concurrent creates cannot
 //! both take the last unit; another API server process is not covered by that lock.
-//! Updates are not checked.
+//! An update is charged what it adds to the object's cost (a Service turned NodePort, a claim
+//! asking for more storage), and nothing when it adds nothing. Pod updates are not charged:
+//! their resources cannot change, as upstream's pods evaluator handles creates only.
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -92,13 +94,22 @@ fn forbidden(res: &ResourceType, name: &str, why: String) -> Status {
     }
 }
 
-/// Checks the new object `obj` (defaulted and valid, named) against its namespace's quotas.
-pub async fn admit(store: &Store, target: &Target, obj: &Value) -> Result<Admitted, Status> {
+/// Checks the new object `obj` (defaulted and valid, named) against its namespace's quotas;
+/// `old` is the object an update replaces.
+pub async fn admit(
+    store: &Store,
+    target: &Target,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<Admitted, Status> {
     let none = Admitted { _lock: None };
     let res = target.res;
     let Some(ns) = target.namespace.as_deref().filter(|_| res.namespaced) else {
         return Ok(none);
     };
+    if old.is_some() && (res.group, res.kind) == ("", "Pod") {
+        return Ok(none);
+    }
     let quota_res = catalog::find("", "v1", "resourcequotas")
         .ok_or_else(|| Status::internal("no resourcequotas resource".into()))?;
     let quota_prefix = registry::prefix(quota_res, Some(ns));
@@ -116,7 +127,27 @@ pub async fn admit(store: &Store, target: &Target, obj: &Value) -> Result<Admitt
             .collect();
     let now = usage::now();
     let typed = Typed::of(res.kind, res.group, obj);
-    let delta = usage::usage(res.group, res.plural, &typed.object(), now);
+    let mut delta = usage::usage(res.group, res.plural, &typed.object(), now);
+    if let Some(old) = old {
+        // What the update adds; the stored object's cost is already among what is used.
+        let before = usage::usage(
+            res.group,
+            res.plural,
+            &Typed::of(res.kind, res.group, old).object(),
+            now,
+        );
+        delta = delta
+            .into_iter()
+            .map(|(k, v)| {
+                let was = before.get(&k).copied().unwrap_or(0);
+                (k, v - was)
+            })
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        if delta.is_empty() {
+            return Ok(none);
+        }
+    }
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     // Quotas covering the object and limiting something it costs.
     let relevant: Vec<(&ResourceQuota, Usage, Vec<String>)> = quotas

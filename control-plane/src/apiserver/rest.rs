@@ -474,7 +474,7 @@ async fn store_new(
     admit(res, &mut obj, None)?;
     // ResourceQuota admission; the guard holds off other creates charged to the namespace's
     // quotas until this one is stored.
-    let _quota = super::quota::admit(store, &target, &obj).await?;
+    let _quota = super::quota::admit(store, &target, &obj, None).await?;
     if let Some(m) = manager {
         let now = objects::now_rfc3339();
         managed_fields::track_update(
@@ -577,6 +577,13 @@ async fn write(
         if part != Part::Binding {
             admit(res, &mut next, Some(&cur))?;
         }
+        // Quota admission judges the object, not its subresources, as upstream's plugin; the
+        // guard holds off other writes charged to the namespace's quotas until this is stored.
+        let _quota = if part == Part::Main {
+            Some(super::quota::admit(store, target, &next, Some(&cur)).await?)
+        } else {
+            None
+        };
         if let Some(m) = manager {
             let now = objects::now_rfc3339();
             let api_version = res.api_version();
