@@ -181,26 +181,34 @@ impl Ca {
 }
 
 /// Loads the CA, or creates it when there is none. `ca.crt` is written last, so a CA whose
-/// certificate is missing was never finished and is made anew; a certificate without its key
-/// cannot sign and is an error.
+/// certificate is missing was never finished and is made anew.
 fn ensure_ca(paths: &PkiPaths) -> Result<Ca, PkiError> {
-    let key = match (paths.ca_cert().exists(), paths.ca_key().exists()) {
-        (true, true) => KeyPair::from_pem(&read(&paths.ca_key())?)?,
-        (true, false) => {
-            return Err(PkiError::Invalid(format!(
-                "{} exists without {}: copy both from the first control-plane member",
-                paths.ca_cert().display(),
-                paths.ca_key().display()
-            )))
-        }
-        (false, _) => {
-            let key = KeyPair::generate()?;
-            let cert = ca_params().self_signed(&key)?;
-            write(&paths.ca_key(), &key.serialize_pem(), true)?;
-            write(&paths.ca_cert(), &cert.pem(), false)?;
-            key
-        }
-    };
+    if paths.ca_cert().exists() {
+        return load_ca(paths);
+    }
+    let key = KeyPair::generate()?;
+    let cert = ca_params().self_signed(&key)?;
+    write(&paths.ca_key(), &key.serialize_pem(), true)?;
+    write(&paths.ca_cert(), &cert.pem(), false)?;
+    Ok(Ca { cert, key })
+}
+
+/// The existing CA; a certificate without its key cannot sign and is an error.
+fn load_ca(paths: &PkiPaths) -> Result<Ca, PkiError> {
+    if !paths.ca_cert().exists() {
+        return Err(PkiError::Invalid(format!(
+            "no cluster CA in {}: run skiff init first",
+            paths.dir.display()
+        )));
+    }
+    if !paths.ca_key().exists() {
+        return Err(PkiError::Invalid(format!(
+            "{} exists without {}: copy both from the first control-plane member",
+            paths.ca_cert().display(),
+            paths.ca_key().display()
+        )));
+    }
+    let key = KeyPair::from_pem(&read(&paths.ca_key())?)?;
     // Signing needs only the issuer's name and key, so the CA is rebuilt from its parameters.
     let cert = ca_params().self_signed(&key)?;
     Ok(Ca { cert, key })
@@ -261,13 +269,7 @@ pub fn ensure_node(paths: &PkiPaths, node: &str) -> Result<(), PkiError> {
             "node name {node:?} must be a DNS name (letters, digits, '-' and '.')"
         )));
     }
-    if !paths.ca_cert().exists() || !paths.ca_key().exists() {
-        return Err(PkiError::Invalid(format!(
-            "no cluster CA in {}: run skiff init first",
-            paths.dir.display()
-        )));
-    }
-    ensure_ca(paths)?.issue(
+    load_ca(paths)?.issue(
         client_params(&format!("system:node:{node}"), "system:nodes"),
         &paths.node_key(node),
         &paths.node_cert(node),

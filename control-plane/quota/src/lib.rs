@@ -464,6 +464,15 @@ pub fn exceeded(hard: &Usage, used: &Usage, delta: &Usage) -> Vec<String> {
         .collect()
 }
 
+/// What `new` costs beyond `old`, per resource, leaving out what did not grow: what an update
+/// is charged, as upstream's `SubtractWithNonNegativeResult` followed by `RemoveZeros`.
+pub fn added(new: &Usage, old: &Usage) -> Usage {
+    new.iter()
+        .map(|(k, v)| (k.clone(), v - old.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
 /// `a + b` per resource.
 pub fn sum(a: &mut Usage, b: &Usage) {
     for (k, v) in b {
@@ -482,6 +491,25 @@ mod tests {
 
     fn q(v: serde_json::Value) -> ResourceQuota {
         serde_json::from_value(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn an_update_is_charged_only_what_grew() {
+        let old: Usage = [
+            ("services".to_string(), 1000),
+            ("services.nodeports".to_string(), 0),
+        ]
+        .into();
+        let new: Usage = [
+            ("services".to_string(), 1000),
+            ("services.nodeports".to_string(), 2000),
+        ]
+        .into();
+        assert_eq!(
+            added(&new, &old),
+            [("services.nodeports".to_string(), 2000)].into()
+        );
+        assert!(added(&old, &new).is_empty(), "shrinking adds nothing");
     }
 
     #[test]

@@ -117,6 +117,20 @@ pub async fn admit(
     if registry::keys(store, &quota_prefix)?.is_empty() {
         return Ok(none);
     }
+    let now = usage::now();
+    let typed = Typed::of(res.kind, res.group, obj);
+    let mut delta = usage::usage(res.group, res.plural, &typed.object(), now);
+    if let Some(old) = old {
+        // What the update adds; the stored object's cost is already among what is used.
+        let before = Typed::of(res.kind, res.group, old);
+        delta = usage::added(
+            &delta,
+            &usage::usage(res.group, res.plural, &before.object(), now),
+        );
+        if delta.is_empty() {
+            return Ok(none);
+        }
+    }
     let lock = stripe(ns).lock_owned().await;
     let quotas: Vec<ResourceQuota> =
         registry::list(store, &quota_prefix, &ListOptions::default(), |_| true)
@@ -125,29 +139,6 @@ pub async fn admit(
             .into_iter()
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect();
-    let now = usage::now();
-    let typed = Typed::of(res.kind, res.group, obj);
-    let mut delta = usage::usage(res.group, res.plural, &typed.object(), now);
-    if let Some(old) = old {
-        // What the update adds; the stored object's cost is already among what is used.
-        let before = usage::usage(
-            res.group,
-            res.plural,
-            &Typed::of(res.kind, res.group, old).object(),
-            now,
-        );
-        delta = delta
-            .into_iter()
-            .map(|(k, v)| {
-                let was = before.get(&k).copied().unwrap_or(0);
-                (k, v - was)
-            })
-            .filter(|(_, v)| *v > 0)
-            .collect();
-        if delta.is_empty() {
-            return Ok(none);
-        }
-    }
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     // Quotas covering the object and limiting something it costs.
     let relevant: Vec<(&ResourceQuota, Usage, Vec<String>)> = quotas
