@@ -690,3 +690,176 @@ fn garbage_collector_deletes_in_foreground_and_background() {
                 .is_some_and(|r| r.len() == 1 && r[0]["uid"] == b.as_str())
     });
 }
+
+/// A bare pod with `labels`, bound to the hollow node.
+fn bare_pod(name: &str, app: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{app: {app}}}
+spec:
+  nodeName: {HOLLOW_NODE}
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: busybox
+"#
+    )
+}
+
+/// The status counts of a PodDisruptionBudget: healthy, desired, expected, allowed.
+fn pdb_counts(init: &Init, name: &str) -> (i64, i64, i64, i64) {
+    let st = get_json(init, &["get", "pdb", name])["status"].clone();
+    let n = |k: &str| st[k].as_i64().unwrap_or(-1);
+    (
+        n("currentHealthy"),
+        n("desiredHealthy"),
+        n("expectedPods"),
+        n("disruptionsAllowed"),
+    )
+}
+
+/// POSTs an eviction of `pod`: the status code and the answer.
+fn evict(init: &Init, pod: &str) -> (u16, Value) {
+    let body = format!(
+        r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"default"}}}}"#
+    );
+    let (code, text) = init.request(
+        "POST",
+        &format!("/api/v1/namespaces/default/pods/{pod}/eviction"),
+        "application/json",
+        body.as_bytes(),
+    );
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn disruption_budgets_guard_evictions_and_drain() {
+    let name = "disruption_budgets";
+    if !require_tool(name, "kubectl") {
+        return;
+    }
+    let init = Init::start(name);
+    let _kubelet = HollowKubelet::start(&init);
+    // Bad budgets are refused with upstream's field errors.
+    let bad = init
+        .kubectl_in(
+            &["apply", "-f", "-"],
+            Some(
+                br#"{"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"bad"},
+                     "spec":{"minAvailable":1,"maxUnavailable":"150%","selector":{"matchLabels":{"app":"x"}}}}"#,
+            ),
+        );
+    let err = stderr_of(&bad);
+    assert!(!bad.status.success(), "{err}");
+    assert!(
+        err.contains("minAvailable and maxUnavailable cannot be both set")
+            && err.contains("spec.maxUnavailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"150%\"}: must not be greater than 100%"),
+        "{err}"
+    );
+
+    // Two bare pods under a budget of one: one may go, the other must stay.
+    apply(&init, &bare_pod("guarded-1", "guarded"));
+    apply(&init, &bare_pod("guarded-2", "guarded"));
+    init.ok(&[
+        "create",
+        "pdb",
+        "guarded",
+        "--selector=app=guarded",
+        "--min-available=1",
+    ]);
+    wait("the budget to count two healthy pods", &init, || {
+        pdb_counts(&init, "guarded") == (2, 1, 2, 1)
+    });
+    let table = init.ok(&["get", "pdb", "guarded"]);
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..4], ["guarded", "1", "N/A", "1"], "{table}");
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("MIN AVAILABLE   MAX UNAVAILABLE   ALLOWED DISRUPTIONS"),
+        "{table}"
+    );
+    let pdb = get_json(&init, &["get", "pdb", "guarded"]);
+    let cond = &pdb["status"]["conditions"][0];
+    assert_eq!(
+        (&cond["type"], &cond["status"], &cond["reason"]),
+        (
+            &"DisruptionAllowed".into(),
+            &"True".into(),
+            &"SufficientPods".into()
+        ),
+        "{pdb}"
+    );
+
+    let (code, answer) = evict(&init, "guarded-1");
+    assert_eq!(code, 201, "{answer}");
+    wait("the evicted pod to go", &init, || {
+        !names(&pods_of(&init, "guarded")).contains(&"guarded-1".to_string())
+    });
+    let (code, answer) = evict(&init, "guarded-2");
+    assert_eq!(code, 429, "{answer}");
+    assert_eq!(
+        answer["message"], "Cannot evict pod as it would violate the pod's disruption budget.",
+        "{answer}"
+    );
+    assert_eq!(answer["details"]["causes"][0]["reason"], "DisruptionBudget");
+    assert!(
+        answer["details"]["causes"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("The disruption budget guarded needs 1 healthy pods")),
+        "{answer}"
+    );
+    assert_eq!(names(&pods_of(&init, "guarded")), ["guarded-2"]);
+
+    // kubectl drain retries a refused eviction until its timeout.
+    apply(
+        &init,
+        &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {HOLLOW_NODE}\n"),
+    );
+    let drain = init.kubectl(&["drain", HOLLOW_NODE, "--force", "--timeout=8s"]);
+    let err = stderr_of(&drain);
+    assert!(!drain.status.success(), "{}", describe(&drain));
+    assert!(
+        err.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{err}"
+    );
+    assert_eq!(names(&pods_of(&init, "guarded")), ["guarded-2"]);
+
+    // A budget that allows the disruption lets drain finish.
+    init.ok(&[
+        "patch",
+        "pdb",
+        "guarded",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":0}}"#,
+    ]);
+    wait("the budget to allow one disruption again", &init, || {
+        pdb_counts(&init, "guarded") == (1, 0, 1, 1)
+    });
+    init.ok(&["drain", HOLLOW_NODE, "--force", "--timeout=60s"]);
+    assert!(pods_of(&init, "guarded").is_empty());
+    init.ok(&["uncordon", HOLLOW_NODE]);
+
+    // A percentage counts the replicas the pods' controller wants.
+    apply(&init, &deployment("spread", 4, "nginx:1", ""));
+    apply(
+        &init,
+        r#"{"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"spread"},
+            "spec":{"maxUnavailable":"25%","selector":{"matchLabels":{"app":"spread"}}}}"#,
+    );
+    wait("the Deployment's budget", &init, || {
+        pdb_counts(&init, "spread") == (4, 3, 4, 1)
+    });
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -252,7 +252,8 @@ fn bootstrap_roles() -> Vec<(&'static str, Value)> {
         "limitranges",
         "resourcequotas",
         "controllerrevisions",
-        "podtemplates"
+        "podtemplates",
+        "poddisruptionbudgets"
     ]);
     let groups = json!([
         "",
@@ -261,6 +262,7 @@ fn bootstrap_roles() -> Vec<(&'static str, Value)> {
         "coordination.k8s.io",
         "discovery.k8s.io",
         "networking.k8s.io",
+        "policy",
         "events.k8s.io"
     ]);
     vec![

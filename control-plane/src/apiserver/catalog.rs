@@ -91,6 +91,7 @@ impl ResourceType {
                 | "CronJob"
                 | "NetworkPolicy"
                 | "PersistentVolumeClaim"
+                | "PodDisruptionBudget"
         )
     }
 }
@@ -520,6 +521,17 @@ pub static RESOURCES: &[ResourceType] = &[
         &["pc"],
         NONE,
         &[],
+    ),
+    stored(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        "PodDisruptionBudget",
+        true,
+        &["pdb"],
+        NONE,
+        &[status("policy", "v1", "PodDisruptionBudget")],
     ),
     stored(
         "storage.k8s.io",

@@ -14,6 +14,7 @@ mod catalog;
 mod channels;
 mod defaults;
 mod discovery;
+mod eviction;
 mod exec;
 mod logs;
 mod managed_fields;

@@ -94,6 +94,11 @@ fn register(gen: &mut SchemaGenerator, group: &str, kind: &str) -> bool {
             api::scheduling::v1::PriorityClass
         ),
         (
+            "policy",
+            "PodDisruptionBudget",
+            api::policy::v1::PodDisruptionBudget
+        ),
+        (
             "storage.k8s.io",
             "StorageClass",
             api::storage::v1::StorageClass

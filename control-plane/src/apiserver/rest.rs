@@ -211,7 +211,7 @@ fn object_response(code: StatusCode, obj: Value, warnings: &[String]) -> Respons
     resp
 }
 
-async fn current(store: &Store, target: &Target) -> Result<Value, Status> {
+pub(super) async fn current(store: &Store, target: &Target) -> Result<Value, Status> {
     registry::get(store, &target.key())
         .await?
         .ok_or_else(|| target.not_found())
@@ -548,7 +548,7 @@ fn part_of(target: &Target) -> Part {
 /// Read-modify-write of one object: `change` turns the current object into the desired one
 /// (the client's view already merged in); the write retries while others race it, unless the
 /// client pinned a resourceVersion.
-async fn write(
+pub(super) async fn write(
     store: &Store,
     target: &Target,
     q: &Query,
@@ -864,7 +864,7 @@ fn delete_options(q: &Query, raw: &[u8]) -> Result<Value, Status> {
 
 /// Deletes one object: at once when nothing holds it, else by marking it with a
 /// deletionTimestamp and leaving its finalizers to their owners.
-async fn delete_one(
+pub(super) async fn delete_one(
     store: &Store,
     target: &Target,
     q: &Query,
@@ -1062,7 +1062,8 @@ fn bind(cur: &Value, node: &str, uid: &str) -> Result<Value, Status> {
     Ok(next)
 }
 
-/// POSTs to subresources: pods/binding assigns a node, pods/eviction deletes the pod.
+/// POSTs to subresources: pods/binding assigns a node, pods/eviction deletes the pod if its
+/// disruption budget allows ([`super::eviction`]).
 async fn create_subresource(
     store: &Store,
     target: &Target,
@@ -1097,15 +1098,7 @@ async fn create_subresource(
             .into_response())
         }
         Some("eviction") => {
-            let pod = Target {
-                sub: None,
-                ..target.clone()
-            };
-            let opts = doc
-                .get("deleteOptions")
-                .cloned()
-                .unwrap_or_else(|| json!({}));
-            delete_one(store, &pod, &q, &opts).await?;
+            super::eviction::evict(store, target, &doc).await?;
             Ok((StatusCode::CREATED, Json(json!({
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
             })))

@@ -26,12 +26,14 @@
 //! | [`endpoints`] | Endpoints and EndpointSlices of every Service with a selector |
 //! | [`resourcequota`] (costs counted by `skiff_quota`) | each ResourceQuota's hard and used amounts |
 //! | [`volume_binding`] | claims bound to matching volumes; volumes of deleted claims released |
+//! | [`disruption`] | each PodDisruptionBudget's healthy, expected and allowed disruption counts |
 
 pub mod claim;
 pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod expectations;
 pub mod gc;
@@ -62,6 +64,7 @@ use k8s_openapi::api::core::v1::{
     Endpoints, Node, PersistentVolume, PersistentVolumeClaim, Pod, ResourceQuota, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
 use tokio::task::JoinSet;
 
@@ -141,6 +144,8 @@ pub struct Context {
     pub persistentvolumes: Arc<Informer<PersistentVolume>>,
     /// Every PersistentVolumeClaim.
     pub persistentvolumeclaims: Arc<Informer<PersistentVolumeClaim>>,
+    /// Every PodDisruptionBudget.
+    pub poddisruptionbudgets: Arc<Informer<PodDisruptionBudget>>,
 }
 
 impl Context {
@@ -163,6 +168,7 @@ impl Context {
             resourcequotas: Informer::new("resourcequotas", informer::trim_object),
             persistentvolumes: Informer::new("persistentvolumes", informer::trim_object),
             persistentvolumeclaims: Informer::new("persistentvolumeclaims", informer::trim_object),
+            poddisruptionbudgets: Informer::new("poddisruptionbudgets", informer::trim_object),
         }
     }
 
@@ -201,6 +207,11 @@ impl Context {
             ),
             Box::pin(
                 self.persistentvolumeclaims
+                    .clone()
+                    .run(Api::all(self.client.clone())),
+            ),
+            Box::pin(
+                self.poddisruptionbudgets
                     .clone()
                     .run(Api::all(self.client.clone())),
             ),
@@ -247,6 +258,7 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     ("endpointslice", endpoints::slices::start),
     ("resourcequota", resourcequota::start),
     ("persistentvolume-binder", volume_binding::start),
+    ("disruption", disruption::start),
 ];
 
 /// Runs every controller while this instance leads; see [`crate::leader`]. Dropping the

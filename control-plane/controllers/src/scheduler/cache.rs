@@ -243,6 +243,8 @@ pub struct Cache {
     image_nodes: HashMap<String, usize>,
     /// Namespace labels.
     pub namespaces: NamespaceLabels,
+    /// PodDisruptionBudgets preemption weighs.
+    pub budgets: super::preemption::Budgets,
     /// Node → pending pods nominated to it (by preemption).
     nominated: HashMap<String, Vec<Arc<PodInfo>>>,
     nominated_node_of: HashMap<PodKey, String>,

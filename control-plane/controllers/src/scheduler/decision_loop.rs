@@ -14,6 +14,7 @@ use super::cache::Cache;
 use super::cycle::{Decider, Decision};
 use super::filters::Plugin;
 use super::podinfo::{key_of, PodInfo, PodKey, Priorities};
+use super::preemption::Budget;
 use super::queue::{QueuedPod, SchedulingQueue};
 use super::watches::{Change, Input};
 
@@ -34,8 +35,9 @@ const FREED: u16 = Plugin::NodeResourcesFit as u16
 /// Plugins a newly placed or relabelled pod can help.
 const POD_ADDED: u16 = Plugin::PodTopologySpread as u16 | Plugin::InterPodAffinity as u16;
 
-/// Which watches have completed their first list (indices: nodes, pods, namespaces, classes).
-const KINDS: usize = 4;
+/// Which watches have completed their first list (indices: nodes, pods, namespaces, classes,
+/// budgets).
+const KINDS: usize = 5;
 
 /// The loop's state.
 pub struct DecisionLoop {
@@ -49,6 +51,15 @@ pub struct DecisionLoop {
     relisting: [Option<HashSet<String>>; KINDS],
     actions: mpsc::Sender<Action>,
     last_flush: Instant,
+}
+
+/// A budget's key in the cache: `namespace/name`.
+fn budget_key(pdb: &k8s_openapi::api::policy::v1::PodDisruptionBudget) -> String {
+    format!(
+        "{}/{}",
+        pdb.metadata.namespace.as_deref().unwrap_or_default(),
+        pdb.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 fn is_ours(pod: &Pod) -> bool {
@@ -334,6 +345,26 @@ impl DecisionLoop {
                 Change::Listed => {
                     self.relisting[3] = None;
                     self.synced[3] = true;
+                }
+            },
+            Input::Budget(change) => match *change {
+                Change::Apply(pdb) => {
+                    let key = budget_key(&pdb);
+                    self.relist_seen(4, key.clone());
+                    match Budget::new(&pdb) {
+                        Some(b) => self.cache.budgets.insert(key, b),
+                        None => self.cache.budgets.remove(&key),
+                    };
+                }
+                Change::Delete(pdb) => {
+                    self.cache.budgets.remove(&budget_key(&pdb));
+                }
+                Change::Relist => self.relisting[4] = Some(HashSet::new()),
+                Change::Listed => {
+                    if let Some(seen) = self.relisting[4].take() {
+                        self.cache.budgets.retain(|k, _| seen.contains(k));
+                    }
+                    self.synced[4] = true;
                 }
             },
         }

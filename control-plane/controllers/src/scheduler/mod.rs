@@ -40,6 +40,7 @@ pub mod watches;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::Api;
 use tokio::sync::{mpsc, oneshot};
@@ -104,9 +105,15 @@ async fn run_once(client: kube::Client) {
             ),
             watch(
                 Api::<PriorityClass>::all(client.clone()),
-                input_tx,
+                input_tx.clone(),
                 trim_object,
                 |c| Input::PriorityClass(Box::new(c))
+            ),
+            watch(
+                Api::<PodDisruptionBudget>::all(client.clone()),
+                input_tx,
+                trim_object,
+                |c| Input::Budget(Box::new(c))
             ),
             api::execute(client.clone(), recorder, action_rx, done_tx),
         )

@@ -1,4 +1,5 @@
-//! Watches of the objects the scheduler reads (Nodes, Pods, Namespaces, PriorityClasses),
+//! Watches of the objects the scheduler reads (Nodes, Pods, Namespaces, PriorityClasses,
+//! PodDisruptionBudgets),
 //! turned into inputs of the decision loop. A restarted watch relists; the loop is told when
 //! a relist starts and ends, so it can drop what vanished meanwhile.
 
@@ -6,6 +7,7 @@ use std::fmt::Debug;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -37,6 +39,8 @@ pub enum Input {
     Namespace(Box<Change<Namespace>>),
     /// A PriorityClass changed.
     PriorityClass(Box<Change<PriorityClass>>),
+    /// A PodDisruptionBudget changed (preemption weighs them).
+    Budget(Box<Change<PodDisruptionBudget>>),
 }
 
 /// Watches one kind until the loop hangs up. Each object is trimmed by `trim` as it arrives,

@@ -62,6 +62,7 @@ pub fn apply(group: &str, kind: &str, obj: &mut Value) {
         }
         ("networking.k8s.io", "NetworkPolicy") => other::network_policy(obj),
         ("scheduling.k8s.io", "PriorityClass") => other::priority_class(obj),
+        ("policy", "PodDisruptionBudget") => other::pod_disruption_budget(obj),
         ("storage.k8s.io", "StorageClass") => other::storage_class(obj),
         ("events.k8s.io", "Event") => other::events_event(obj),
         _ => {}

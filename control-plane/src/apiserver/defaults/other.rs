@@ -81,6 +81,20 @@ pub(super) fn priority_class(obj: &mut Value) {
     set(obj, "value", json!(0));
 }
 
+/// PodDisruptionBudget: spec and the status counts are always encoded (none is omitempty).
+pub(super) fn pod_disruption_budget(obj: &mut Value) {
+    set(obj, "spec", json!({}));
+    set(obj, "status", json!({}));
+    for count in [
+        "disruptionsAllowed",
+        "currentHealthy",
+        "desiredHealthy",
+        "expectedPods",
+    ] {
+        set(&mut obj["status"], count, json!(0));
+    }
+}
+
 /// StorageClass: volumes are deleted with their claims and bound at once, unless it says
 /// otherwise; the provisioner is always encoded.
 pub(super) fn storage_class(obj: &mut Value) {

@@ -1,6 +1,7 @@
 //! Printers for the groups with one printed kind each: `coordination.k8s.io` Lease,
 //! `discovery.k8s.io` EndpointSlice, `networking.k8s.io` NetworkPolicy,
-//! `scheduling.k8s.io` PriorityClass and `storage.k8s.io` StorageClass.
+//! `policy` PodDisruptionBudget, `scheduling.k8s.io` PriorityClass and `storage.k8s.io`
+//! StorageClass.
 
 use super::cells::{arr, flag, format_selector, int, list_with_more, name, s, s_or};
 use super::{Col, Ctx, Printer, Row, AGE, NAME};
@@ -150,6 +151,46 @@ fn storage_class(o: &Value, ctx: &Ctx) -> Row {
         s_or(&o["reclaimPolicy"], "Delete").into(),
         s_or(&o["volumeBindingMode"], "Immediate").into(),
         json!(o["allowVolumeExpansion"].as_bool().unwrap_or(false)),
+        ctx.age(o).into(),
+    ])
+}
+
+/// PodDisruptionBudget: NAME, MIN AVAILABLE, MAX UNAVAILABLE, ALLOWED DISRUPTIONS, AGE.
+pub(super) const POD_DISRUPTION_BUDGET: Printer = Printer {
+    columns: &[
+        NAME,
+        Col::new(
+            "Min Available",
+            "string",
+            "The minimum number of pods that must be available.",
+        ),
+        Col::new(
+            "Max Unavailable",
+            "string",
+            "The maximum number of pods that may be unavailable.",
+        ),
+        Col::new(
+            "Allowed Disruptions",
+            "integer",
+            "Calculated number of pods that may be disrupted at this time.",
+        ),
+        AGE,
+    ],
+    row: pod_disruption_budget,
+};
+
+fn pod_disruption_budget(o: &Value, ctx: &Ctx) -> Row {
+    // An int-or-string as upstream's `IntOrString.String()`; unset is "N/A".
+    let shown = |v: &Value| match v {
+        Value::Null => "N/A".to_string(),
+        Value::String(text) => text.clone(),
+        other => int(other).to_string(),
+    };
+    Row::new(vec![
+        name(o).into(),
+        shown(&o["spec"]["minAvailable"]).into(),
+        shown(&o["spec"]["maxUnavailable"]).into(),
+        json!(int(&o["status"]["disruptionsAllowed"])),
         ctx.age(o).into(),
     ])
 }

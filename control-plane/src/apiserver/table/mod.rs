@@ -145,6 +145,7 @@ fn printer(group: &str, kind: &str) -> Option<Printer> {
         ("discovery.k8s.io", "EndpointSlice") => misc::ENDPOINT_SLICE,
         ("networking.k8s.io", "NetworkPolicy") => misc::NETWORK_POLICY,
         ("scheduling.k8s.io", "PriorityClass") => misc::PRIORITY_CLASS,
+        ("policy", "PodDisruptionBudget") => misc::POD_DISRUPTION_BUDGET,
         ("storage.k8s.io", "StorageClass") => misc::STORAGE_CLASS,
         // LimitRange, Role, ClusterRole and everything else: the default table.
         _ => return None,

@@ -123,7 +123,7 @@ fn immutable_selector(obj: &Value, old: Option<&Value>, e: &mut Errs) {
 }
 
 /// An int-or-string as upstream prints it (`intstr.IntOrString{...}`).
-fn shown_int_or_string(v: &Value) -> Value {
+pub(super) fn shown_int_or_string(v: &Value) -> Value {
     match v {
         Value::String(text) => go(format!(
             "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
@@ -136,7 +136,7 @@ fn shown_int_or_string(v: &Value) -> Value {
     }
 }
 
-fn int_or_percent_value(v: &Value) -> i64 {
+pub(super) fn int_or_percent_value(v: &Value) -> i64 {
     match v {
         Value::String(text) => {
             if percent_errors(text).is_empty() {
@@ -149,7 +149,7 @@ fn int_or_percent_value(v: &Value) -> i64 {
     }
 }
 
-fn positive_int_or_percent(v: &Value, p: &P, e: &mut Errs) {
+pub(super) fn positive_int_or_percent(v: &Value, p: &P, e: &mut Errs) {
     match v {
         Value::String(text) => {
             for m in percent_errors(text) {
@@ -161,7 +161,7 @@ fn positive_int_or_percent(v: &Value, p: &P, e: &mut Errs) {
     }
 }
 
-fn not_more_than_100_percent(v: &Value, p: &P, e: &mut Errs) {
+pub(super) fn not_more_than_100_percent(v: &Value, p: &P, e: &mut Errs) {
     if let Value::String(text) = v {
         if percent_errors(text).is_empty() && int_or_percent_value(v) > 100 {
             e.invalid(p, shown_int_or_string(v), "must not be greater than 100%");

@@ -13,6 +13,7 @@ mod cron;
 mod meta;
 mod other;
 mod pod;
+mod policy;
 pub(crate) mod quantity;
 mod resources;
 pub(crate) mod schema;
@@ -150,6 +151,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         }
         ("networking.k8s.io", "NetworkPolicy") => other::validate_network_policy(obj, old, &mut e),
         ("scheduling.k8s.io", "PriorityClass") => other::validate_priority_class(obj, old, &mut e),
+        ("policy", "PodDisruptionBudget") => policy::validate_pdb(obj, old, &mut e),
         ("storage.k8s.io", "StorageClass") => storage::validate_storage_class(obj, old, &mut e),
         ("events.k8s.io", "Event") => other::validate_events_event(obj, old, &mut e),
         _ => meta::object_meta(obj, old, true, NameRule::Subdomain, &mut e),

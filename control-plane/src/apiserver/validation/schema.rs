@@ -63,6 +63,7 @@ kind_table! {
     ("rbac.authorization.k8s.io", "ClusterRoleBinding", k8s_openapi::api::rbac::v1::ClusterRoleBinding),
     ("networking.k8s.io", "NetworkPolicy", k8s_openapi::api::networking::v1::NetworkPolicy),
     ("scheduling.k8s.io", "PriorityClass", k8s_openapi::api::scheduling::v1::PriorityClass),
+    ("policy", "PodDisruptionBudget", k8s_openapi::api::policy::v1::PodDisruptionBudget),
     ("storage.k8s.io", "StorageClass", k8s_openapi::api::storage::v1::StorageClass),
     ("events.k8s.io", "Event", k8s_openapi::api::events::v1::Event),
 }
