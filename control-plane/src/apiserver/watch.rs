@@ -5,7 +5,9 @@
 //! last one it sent, and writes them into a bounded channel that is the response body; a slow
 //! client slows only its own task, and a closed connection ends it.
 
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -23,6 +25,7 @@ use super::status::Status;
 use super::table;
 use crate::store::mvcc::PrevKv;
 use crate::store::{Store, StoreError};
+use skiff_proto::mvccpb::KeyValue;
 
 /// Lines buffered per watcher before its task waits for the client.
 const BUFFER: usize = 64;
@@ -105,9 +108,7 @@ pub async fn serve(
         } else {
             obj
         };
-        let mut line = serde_json::to_vec(&Line { ty, object }).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+        json_line(ty, object)
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(BUFFER);
     let bookmark = move |revision: i64| {
@@ -169,10 +170,15 @@ pub async fn serve(
                     _ => cur,
                 };
                 for ev in events {
-                    if let Some((ty, obj)) = change(&ev, &prefix, selects_all, &keep) {
-                        if tx.send(Ok(render(ty, &obj))).await.is_err() {
-                            return;
-                        }
+                    let Some((ty, obj)) = change(&ev, &prefix, selects_all, &keep) else {
+                        continue;
+                    };
+                    let line = match ev.kv.as_ref() {
+                        Some(kv) if !as_table => shared_line(&kv.key, kv.mod_revision, ty, &obj),
+                        _ => render(ty, &obj),
+                    };
+                    if tx.send(Ok(line)).await.is_err() {
+                        return;
                     }
                 }
                 last = upto;
@@ -203,37 +209,146 @@ pub async fn serve(
 /// The watch event one store event becomes for a watcher, given what it filters on: an
 /// object entering the selection is ADDED, leaving it is DELETED. When the watcher selects
 /// everything, the key's version tells a create from an update without decoding the previous
-/// object.
+/// object. The revision returned names the object's version, for [`Recent`].
 fn change(
     ev: &skiff_proto::mvccpb::Event,
     prefix: &[u8],
     selects_all: bool,
     keep: &impl Fn(&Value) -> bool,
-) -> Option<(&'static str, Value)> {
+) -> Option<(&'static str, Arc<Value>)> {
     let kv = ev.kv.as_ref()?;
     if !kv.key.starts_with(prefix) {
         return None;
     }
     if selects_all && kv.version > 0 {
-        let obj = registry::decode(kv).ok()?;
+        let obj = recent().decoded(kv)?;
         return Some((if kv.version == 1 { "ADDED" } else { "MODIFIED" }, obj));
     }
     let prev = ev
         .prev_kv
         .as_ref()
-        .and_then(|p| registry::decode(p).ok())
+        .and_then(|p| recent().decoded(p))
         .filter(|p| keep(p));
     if kv.version == 0 {
         // A delete: the last state, stamped with the deleting revision as upstream does.
-        let mut obj = prev?;
+        let mut obj = Value::clone(prev?.as_ref());
         obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
-        return Some(("DELETED", obj));
+        return Some(("DELETED", Arc::new(obj)));
     }
-    let obj = registry::decode(kv).ok()?;
+    let obj = recent().decoded(kv)?;
     match (keep(&obj), prev.is_some()) {
         (true, true) => Some(("MODIFIED", obj)),
         (true, false) => Some(("ADDED", obj)),
         (false, true) => Some(("DELETED", obj)),
         (false, false) => None,
+    }
+}
+
+/// Most recent object versions whose decoded form and rendered lines are kept.
+const RECENT_VERSIONS: usize = 256;
+
+/// One object version's decoded form and its rendered lines (ADDED, MODIFIED, DELETED).
+#[derive(Default)]
+struct Version {
+    obj: Option<Arc<Value>>,
+    lines: [Option<Bytes>; 3],
+}
+
+/// Store events decoded and encoded once for every watcher: the scheduler, the controllers and
+/// node agents watch the same resources, and decoding and encoding each event once per
+/// watcher was most of a watch's cost. Watchers follow the same revisions at about the same
+/// time, so a few hundred versions suffice; a version's key and revision name one value.
+#[derive(Default)]
+struct Recent {
+    versions: HashMap<(Vec<u8>, i64), Version>,
+    order: VecDeque<(Vec<u8>, i64)>,
+}
+
+fn recent() -> std::sync::MutexGuard<'static, Recent> {
+    static RECENT: LazyLock<Mutex<Recent>> = LazyLock::new(Mutex::default);
+    RECENT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn line_slot(ty: &str) -> Option<usize> {
+    ["ADDED", "MODIFIED", "DELETED"]
+        .iter()
+        .position(|t| *t == ty)
+}
+
+impl Recent {
+    fn version(&mut self, key: &[u8], revision: i64) -> &mut Version {
+        let id = (key.to_vec(), revision);
+        if !self.versions.contains_key(&id) {
+            if self.order.len() >= RECENT_VERSIONS {
+                if let Some(old) = self.order.pop_front() {
+                    self.versions.remove(&old);
+                }
+            }
+            self.order.push_back(id.clone());
+        }
+        self.versions.entry(id).or_default()
+    }
+
+    /// The stored object, decoded once.
+    fn decoded(&mut self, kv: &KeyValue) -> Option<Arc<Value>> {
+        let v = self.version(&kv.key, kv.mod_revision);
+        if let Some(obj) = &v.obj {
+            return Some(obj.clone());
+        }
+        let obj = Arc::new(registry::decode(kv).ok()?);
+        v.obj = Some(obj.clone());
+        Some(obj)
+    }
+}
+
+/// The JSON line of an event about the object at `key` as of `revision`, rendered once.
+fn shared_line(key: &[u8], revision: i64, ty: &'static str, obj: &Value) -> Bytes {
+    let Some(slot) = line_slot(ty) else {
+        return json_line(ty, obj);
+    };
+    if let Some(line) = &recent().version(key, revision).lines[slot] {
+        return line.clone();
+    }
+    let line = json_line(ty, obj);
+    recent().version(key, revision).lines[slot] = Some(line.clone());
+    line
+}
+
+fn json_line(ty: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&Line { ty, object }).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, revision: i64) -> KeyValue {
+        KeyValue {
+            key: key.as_bytes().to_vec(),
+            mod_revision: revision,
+            version: 1,
+            value: format!(r#"{{"metadata":{{"name":"{key}"}}}}"#).into_bytes(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_version_is_decoded_and_rendered_once_and_the_cache_is_bounded() {
+        let mut r = Recent::default();
+        let a = r.decoded(&kv("/t/a", 7)).unwrap();
+        assert!(Arc::ptr_eq(&a, &r.decoded(&kv("/t/a", 7)).unwrap()));
+        assert_eq!(a["metadata"]["resourceVersion"], "7");
+        assert!(!Arc::ptr_eq(&a, &r.decoded(&kv("/t/a", 8)).unwrap()));
+        for i in 0..(RECENT_VERSIONS as i64 * 2) {
+            r.decoded(&kv("/t/b", 100 + i));
+        }
+        assert_eq!(r.versions.len(), RECENT_VERSIONS);
+        assert_eq!(r.order.len(), RECENT_VERSIONS);
+        let line = shared_line(b"/t/unique-key", 1, "MODIFIED", &a);
+        assert!(line.starts_with(br#"{"type":"MODIFIED","object":{"#));
+        let other = json!({"changed": true});
+        assert_eq!(shared_line(b"/t/unique-key", 1, "MODIFIED", &other), line);
     }
 }
