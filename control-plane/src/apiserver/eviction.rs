@@ -56,7 +56,7 @@ pub async fn evict(store: &Store, target: &Target, doc: &Value) -> Result<(), St
             [] => {}
             [budget] => {
                 if !spare_unhealthy(budget, &pod) {
-                    take_disruption(store, budget, name, dry_run).await?;
+                    take_disruption(store, budget, name, &q).await?;
                 }
             }
             _ => {
@@ -121,12 +121,12 @@ fn refused(cause: String) -> Status {
 }
 
 /// Takes one disruption from `budget` for `pod`, or refuses: the budget's controller has not
-/// caught up with its spec, or it allows none now.
+/// caught up with its spec, or it allows none now. A dry run (`q`) only checks.
 async fn take_disruption(
     store: &Store,
     budget: &Value,
     pod: &str,
-    dry_run: bool,
+    q: &Query,
 ) -> Result<(), Status> {
     let ns = budget["metadata"]["namespace"].as_str().unwrap_or("");
     let name = budget["metadata"]["name"].as_str().unwrap_or("");
@@ -135,16 +135,12 @@ async fn take_disruption(
         "v1",
         &format!("namespaces/{ns}/poddisruptionbudgets/{name}/status"),
     )?;
-    let mut q = Query::new();
-    if dry_run {
-        q.insert("dryRun".into(), "All".into());
-    }
     let forbidden = |why: &str| {
         Status::forbidden(format!(
             "poddisruptionbudgets.policy \"{name}\" is forbidden: {why}"
         ))
     };
-    rest::write(store, &status_target, &q, None, |cur| {
+    rest::write(store, &status_target, q, None, |cur| {
         let status = &cur["status"];
         let count = |k: &str| status[k].as_i64().unwrap_or(0);
         if count("observedGeneration") < cur["metadata"]["generation"].as_i64().unwrap_or(0) {
