@@ -13,6 +13,7 @@ mod common;
 
 use common::cluster::*;
 use common::control_plane::{api_json, Init};
+use common::images::stderr_str;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -752,7 +753,7 @@ fn disruption_budgets_guard_evictions_and_drain() {
                      "spec":{"minAvailable":1,"maxUnavailable":"150%","selector":{"matchLabels":{"app":"x"}}}}"#,
             ),
         );
-    let err = stderr_of(&bad);
+    let err = stderr_str(&bad);
     assert!(!bad.status.success(), "{err}");
     assert!(
         err.contains("minAvailable and maxUnavailable cannot be both set")
@@ -824,7 +825,7 @@ fn disruption_budgets_guard_evictions_and_drain() {
         &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {HOLLOW_NODE}\n"),
     );
     let drain = init.kubectl(&["drain", HOLLOW_NODE, "--force", "--timeout=8s"]);
-    let err = stderr_of(&drain);
+    let err = stderr_str(&drain);
     assert!(!drain.status.success(), "{}", describe(&drain));
     assert!(
         err.contains("Cannot evict pod as it would violate the pod's disruption budget."),
@@ -858,8 +859,4 @@ fn disruption_budgets_guard_evictions_and_drain() {
     wait("the Deployment's budget", &init, || {
         pdb_counts(&init, "spread") == (4, 3, 4, 1)
     });
-}
-
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }

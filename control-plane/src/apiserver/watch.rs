@@ -209,7 +209,7 @@ pub async fn serve(
 /// The watch event one store event becomes for a watcher, given what it filters on: an
 /// object entering the selection is ADDED, leaving it is DELETED. When the watcher selects
 /// everything, the key's version tells a create from an update without decoding the previous
-/// object. The revision returned names the object's version, for [`Recent`].
+/// object. Decoded objects come from [`Recent`], shared with the other watchers.
 fn change(
     ev: &skiff_proto::mvccpb::Event,
     prefix: &[u8],

@@ -184,10 +184,12 @@ impl DisruptionController {
 
     /// `expectedPods` and `desiredHealthy` as upstream's `getExpectedPodCount`.
     fn expected(&self, pdb: &PodDisruptionBudget, pods: &[Arc<Pod>]) -> Result<Counts, String> {
-        let spec = pdb.spec.clone().unwrap_or_default();
+        let spec = pdb.spec.as_ref();
+        let max = spec.and_then(|s| s.max_unavailable.as_ref());
+        let min = spec.and_then(|s| s.min_available.as_ref());
         let scaled =
             |v: &IntOrString, total: i32| scaled_value(v, total, true).map_err(|e| e.to_string());
-        match (&spec.max_unavailable, &spec.min_available) {
+        match (max, min) {
             (Some(max), _) => {
                 let (expected, unmanaged) = self.expected_scale(pods)?;
                 let desired = (expected - scaled(max, expected)?).max(0);
@@ -243,16 +245,19 @@ impl DisruptionController {
         name: &str,
         uid: &str,
     ) -> Option<(String, i32)> {
-        let same = |found: Option<&String>| found.map(String::as_str) == Some(uid);
+        // The cached object, if it is still the one with `uid`.
+        let same = |found: &Option<String>, uid: &str| found.as_deref() == Some(uid);
         match kind {
             "ReplicaSet" => {
                 let rs = self.ctx.replicasets.store().get_named(ns, name)?;
-                if !same(rs.metadata.uid.as_ref()) {
+                if !same(&rs.metadata.uid, uid) {
                     return None;
                 }
                 if let Some(d) = controller_of(&rs.metadata).filter(|r| r.kind == "Deployment") {
                     let dep = self.ctx.deployments.store().get_named(ns, &d.name)?;
-                    (dep.metadata.uid.as_deref() == Some(d.uid.as_str())).then_some(())?;
+                    if !same(&dep.metadata.uid, &d.uid) {
+                        return None;
+                    }
                     let replicas = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                     return Some((d.uid.clone(), replicas));
                 }
@@ -261,7 +266,7 @@ impl DisruptionController {
             }
             "StatefulSet" => {
                 let sts = self.ctx.statefulsets.store().get_named(ns, name)?;
-                if !same(sts.metadata.uid.as_ref()) {
+                if !same(&sts.metadata.uid, uid) {
                     return None;
                 }
                 let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -332,7 +337,7 @@ impl DisruptionController {
             && cur.desired_healthy == counts.desired
             && cur.expected_pods == counts.expected
             && cur.disruptions_allowed == allowed
-            && cur.disrupted_pods.clone().filter(|m| !m.is_empty()) == disrupted
+            && cur.disrupted_pods.as_ref().filter(|m| !m.is_empty()) == disrupted.as_ref()
             && cur.observed_generation == Some(generation);
         if unchanged && has_condition(&cur, allowed > 0) {
             return Ok(());

@@ -44,9 +44,7 @@ impl Budget {
     pub fn new(pdb: &PodDisruptionBudget) -> Option<Budget> {
         let spec = pdb.spec.as_ref()?;
         let sel = spec.selector.as_ref()?;
-        let empty = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
-            && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
-        if empty {
+        if crate::manager::selector::is_empty(sel) {
             return None;
         }
         let status = pdb.status.clone().unwrap_or_default();
@@ -85,9 +83,10 @@ fn split_by_budgets(
                 {
                     continue;
                 }
-                let n = left.entry(key.as_str()).or_insert(b.allowed);
-                *n -= 1;
-                violated |= *n < 0;
+                if let Some(n) = left.get_mut(key.as_str()) {
+                    *n -= 1;
+                    violated |= *n < 0;
+                }
             }
         }
         if violated {
